@@ -1,0 +1,20 @@
+package dev.vfiovm;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The one jar's entry point: `operator` (controller) and `node-agent` (privileged node pod). */
+@Command(
+    name = "vfiovm",
+    mixinStandardHelpOptions = true,
+    description = "VFIO virtual machines with per-VM pinned-memory accounting.",
+    subcommands = {})
+public final class Main {
+  public static void main(String[] args) {
+    System.exit(commandLine().execute(args));
+  }
+
+  static CommandLine commandLine() {
+    return new CommandLine(new Main());
+  }
+}

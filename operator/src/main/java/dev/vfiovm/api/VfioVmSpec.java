@@ -1,0 +1,122 @@
+package dev.vfiovm.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Pattern;
+import io.fabric8.generator.annotation.Required;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class VfioVmSpec {
+  /** A positive Kubernetes quantity without exponent (e.g. 4Gi, 512Mi, 1.5Gi, 4294967296). */
+  public static final String MEMORY_PATTERN =
+      "^(0*[1-9][0-9]*(\\.[0-9]+)?|0*\\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
+
+  @Required
+  @Pattern(MEMORY_PATTERN)
+  @JsonPropertyDescription(
+      "Guest RAM as a positive Kubernetes quantity (e.g. 4Gi). It must be a whole number of 4 KiB pages. "
+          + "All of it is pinned for DMA, so it counts against the VM's memlock limit and the node's budget.")
+  private String memory;
+
+  @JsonPropertyDescription("VFIO devices assigned to the VM, each by PCI address; no address may appear twice.")
+  private List<DeviceSpec> devices = new ArrayList<>();
+
+  @JsonPropertyDescription(
+      "Run the VM on this node. Empty: the operator places it on a node whose pinned-memory budget fits.")
+  private String nodeName;
+
+  @JsonPropertyDescription("Only nodes carrying all these labels are considered for placement.")
+  private Map<String, String> nodeSelector = new LinkedHashMap<>();
+
+  @Default("false")
+  @JsonPropertyDescription(
+      "The guest has a vIOMMU: each device then pins guest memory separately, so the memlock limit is "
+          + "devices x memory + overhead instead of memory + overhead.")
+  private boolean viommu;
+
+  @Default("PerProcess")
+  @JsonPropertyDescription(
+      "Which kernel counter bounds the pins. PerProcess: iommufd's per-process mode (RLIMIT_MODE=1) on top "
+          + "of the per-VM host UID. PerUser: the per-VM host UID's counter only.")
+  private Accounting accounting = Accounting.PerProcess;
+
+  @Default("Auto")
+  @JsonPropertyDescription(
+      "How guest memory is pinned. Iommufd: real DMA mapping through /dev/iommu. IoUring: accounting only, "
+          + "no device (tests, nodes without an IOMMU). Auto: Iommufd where the node has /dev/iommu, else IoUring.")
+  private DmaBackend dmaBackend = DmaBackend.Auto;
+
+  @JsonPropertyDescription(
+      "Optional command the VM process executes after mapping guest memory (e.g. a VMM). It runs as the VM's "
+          + "host UID in its user namespace and inherits the iommufd, memfd and device fds (see the node-agent docs).")
+  private List<String> vmCommand = new ArrayList<>();
+
+  public String getMemory() {
+    return memory;
+  }
+
+  public void setMemory(String memory) {
+    this.memory = memory;
+  }
+
+  public List<DeviceSpec> getDevices() {
+    return devices;
+  }
+
+  public void setDevices(List<DeviceSpec> devices) {
+    this.devices = devices == null ? new ArrayList<>() : devices;
+  }
+
+  public String getNodeName() {
+    return nodeName;
+  }
+
+  public void setNodeName(String nodeName) {
+    this.nodeName = nodeName;
+  }
+
+  public Map<String, String> getNodeSelector() {
+    return nodeSelector;
+  }
+
+  public void setNodeSelector(Map<String, String> nodeSelector) {
+    this.nodeSelector = nodeSelector == null ? new LinkedHashMap<>() : nodeSelector;
+  }
+
+  public boolean isViommu() {
+    return viommu;
+  }
+
+  public void setViommu(boolean viommu) {
+    this.viommu = viommu;
+  }
+
+  public Accounting getAccounting() {
+    return accounting;
+  }
+
+  public void setAccounting(Accounting accounting) {
+    this.accounting = accounting;
+  }
+
+  public DmaBackend getDmaBackend() {
+    return dmaBackend;
+  }
+
+  public void setDmaBackend(DmaBackend dmaBackend) {
+    this.dmaBackend = dmaBackend;
+  }
+
+  public List<String> getVmCommand() {
+    return vmCommand;
+  }
+
+  public void setVmCommand(List<String> vmCommand) {
+    this.vmCommand = vmCommand == null ? new ArrayList<>() : vmCommand;
+  }
+}

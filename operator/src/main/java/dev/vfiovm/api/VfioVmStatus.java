@@ -1,0 +1,150 @@
+package dev.vfiovm.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.kubernetes.api.model.Condition;
+import java.util.ArrayList;
+import java.util.List;
+
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class VfioVmStatus {
+  /** Condition types, in the order the flow sets them. */
+  public static final String UID_ASSIGNED = "UidAssigned";
+  public static final String PLACED = "Placed";
+  public static final String MEMLOCK_LIMITED = "MemlockLimited";
+  public static final String DMA_MAPPED = "DmaMapped";
+  public static final String READY = "Ready";
+
+  @JsonPropertyDescription("Pending, Placed, Starting, Running, Failed or Terminating.")
+  private Phase phase;
+
+  @JsonPropertyDescription("Human-readable summary of the current phase; on Failed, what to change.")
+  private String message;
+
+  @JsonPropertyDescription("Node the VM is placed on.")
+  private String nodeName;
+
+  @JsonPropertyDescription(
+      "Host UID the VM process runs as (through its user namespace); its pinned memory is charged to this UID.")
+  private Long hostUid;
+
+  @JsonPropertyDescription("RLIMIT_MEMLOCK applied to the VM process, in bytes: factor x memory + overhead.")
+  private Long memlockLimitBytes;
+
+  @JsonPropertyDescription("Guest memory the VM process has pinned for DMA, in bytes, as the node agent reports it.")
+  private Long pinnedBytes;
+
+  @JsonPropertyDescription("Accounting that really applies on the node (PerProcess or PerUser).")
+  private String accounting;
+
+  @JsonPropertyDescription("DMA backend that really applies on the node (Iommufd or IoUring).")
+  private String dmaBackend;
+
+  @JsonPropertyDescription("Namespace/name of the node pod that runs the VM's node agent.")
+  private String podName;
+
+  @JsonPropertyDescription("Per-device state reported by the node agent.")
+  private List<DeviceStatus> devices = new ArrayList<>();
+
+  @JsonPropertyDescription("UidAssigned, Placed, MemlockLimited, DmaMapped and Ready, each with reason and message.")
+  private List<Condition> conditions = new ArrayList<>();
+
+  @JsonPropertyDescription("metadata.generation of the spec this status describes.")
+  private Long observedGeneration;
+
+  public Phase getPhase() {
+    return phase;
+  }
+
+  public void setPhase(Phase phase) {
+    this.phase = phase;
+  }
+
+  public String getMessage() {
+    return message;
+  }
+
+  public void setMessage(String message) {
+    this.message = message;
+  }
+
+  public String getNodeName() {
+    return nodeName;
+  }
+
+  public void setNodeName(String nodeName) {
+    this.nodeName = nodeName;
+  }
+
+  public Long getHostUid() {
+    return hostUid;
+  }
+
+  public void setHostUid(Long hostUid) {
+    this.hostUid = hostUid;
+  }
+
+  public Long getMemlockLimitBytes() {
+    return memlockLimitBytes;
+  }
+
+  public void setMemlockLimitBytes(Long memlockLimitBytes) {
+    this.memlockLimitBytes = memlockLimitBytes;
+  }
+
+  public Long getPinnedBytes() {
+    return pinnedBytes;
+  }
+
+  public void setPinnedBytes(Long pinnedBytes) {
+    this.pinnedBytes = pinnedBytes;
+  }
+
+  public String getAccounting() {
+    return accounting;
+  }
+
+  public void setAccounting(String accounting) {
+    this.accounting = accounting;
+  }
+
+  public String getDmaBackend() {
+    return dmaBackend;
+  }
+
+  public void setDmaBackend(String dmaBackend) {
+    this.dmaBackend = dmaBackend;
+  }
+
+  public String getPodName() {
+    return podName;
+  }
+
+  public void setPodName(String podName) {
+    this.podName = podName;
+  }
+
+  public List<DeviceStatus> getDevices() {
+    return devices;
+  }
+
+  public void setDevices(List<DeviceStatus> devices) {
+    this.devices = devices == null ? new ArrayList<>() : devices;
+  }
+
+  public List<Condition> getConditions() {
+    return conditions;
+  }
+
+  public void setConditions(List<Condition> conditions) {
+    this.conditions = conditions == null ? new ArrayList<>() : conditions;
+  }
+
+  public Long getObservedGeneration() {
+    return observedGeneration;
+  }
+
+  public void setObservedGeneration(Long observedGeneration) {
+    this.observedGeneration = observedGeneration;
+  }
+}

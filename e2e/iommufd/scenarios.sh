@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The iommufd tier's scenarios, run INSIDE the guest (chrooted into the host's root, as guest root, so
+# /dev/iommu, /dev/vfio/devices/* and CAP_SYS_RESOURCE are real). Each VM is one real `node-agent` run;
+# everything observable is written under $OUT/vms/<name>/ for the JUnit side (IommufdScenariosIT) to assert:
+#   report.json  the agent's last NodeAgentReport        exit     the agent's exit code
+#   running.json the report when the snapshot was taken
+#   stdout/err   the agent's output                       status   /proc/<vmPid>/status while it ran
+#   limits       /proc/<vmPid>/limits while it ran        gone     "yes" if <vmPid> was gone after the agent
+# and $OUT/timings (name seconds). This script only drives and records; it asserts nothing itself, except
+# that it never waits unboundedly (AGENT_TIMEOUT per agent).
+# Env: VFIOVM_JAR, VFIO_DEVICES (two BDFs, comma-separated, bound to vfio-pci), OTHER_DEVICE (not bound),
+#      S4_MEMLOCK (bytes: the operator's limit for a 2-device viommu VM of S4_MEMORY), S4_MEMORY
+set -uo pipefail
+: "${OUT:?}" "${VFIOVM_JAR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}"
+AGENT_TIMEOUT=${AGENT_TIMEOUT:-90}
+DEV_A=${VFIO_DEVICES%%,*}
+DEV_B=${VFIO_DEVICES##*,}
+L=16Mi        # memlock limit of every VM below, except where noted
+M=12Mi        # guest memory: 3/4 L, so two VMs charged to one counter (24Mi) exceed L
+mkdir -p "$OUT/vms"
+declare -A PID
+
+now() { date +%s.%N; }
+log() { echo "scenario: $*"; }
+timing() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%s %.2f\n", n, b - a }' >> "$OUT/timings"; }
+
+field() { # field NAME KEY: a scalar of the VM's report (the report is one JSON object)
+  sed -n "s/.*\"$2\" *: *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$OUT/vms/$1/report.json" 2>/dev/null | head -1
+}
+
+agent() { # agent NAME ARGS...: one node-agent, in the background, output under $OUT/vms/NAME
+  local name=$1; shift
+  local dir=$OUT/vms/$name; mkdir -p "$dir"
+  echo "$*" > "$dir/args"
+  ( exec timeout -s TERM -k 5 "$AGENT_TIMEOUT" java -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
+      --dma-backend iommufd --report "$dir/report.json" "$@" >"$dir/stdout" 2>"$dir/stderr" ) &
+  PID[$name]=$!
+  log "$name started: $*"
+}
+
+await() { # await NAME PHASE...: until the report's phase is one of PHASE or the agent exits (bounded)
+  local name=$1; shift
+  local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
+  while (( $(date +%s) < deadline )); do
+    local phase; phase=$(field "$name" phase)
+    for want in "$@"; do [[ $phase == "$want" ]] && { log "$name is $phase"; return 0; }; done
+    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited in phase '${phase}'"; return 1; }
+    sleep 0.1
+  done
+  log "$name: timed out waiting for $*"; return 1
+}
+
+snapshot() { # snapshot NAME: the kernel's own view of the running VM process
+  local name=$1 pid; pid=$(field "$name" vmPid)
+  [[ -n $pid ]] || { log "$name: no vmPid in report"; return 1; }
+  cp "$OUT/vms/$name/report.json" "$OUT/vms/$name/running.json"
+  cp "/proc/$pid/status" "$OUT/vms/$name/status" 2>/dev/null
+  cp "/proc/$pid/limits" "$OUT/vms/$name/limits" 2>/dev/null
+  log "$name vmPid=$pid $(grep -E '^(VmPin|VmLck)' "/proc/$pid/status" 2>/dev/null | tr -s ' \n' ' ')"
+}
+
+finish() { # finish NAME: wait for the agent's exit, record its code and whether its VM process is gone
+  local name=$1 rc pid; wait "${PID[$name]}"; rc=$?
+  echo "$rc" > "$OUT/vms/$name/exit"
+  pid=$(field "$name" vmPid)
+  if [[ -n $pid ]] && [[ -d /proc/$pid ]]; then echo no; else echo yes; fi > "$OUT/vms/$name/gone"
+  log "$name exited $rc"
+}
+
+stop() { # stop NAME: SIGTERM the agent as the kubelet would, then finish
+  kill -TERM "${PID[$1]}" 2>/dev/null
+  finish "$1"
+}
+
+run() { # run NAME ARGS...: an agent expected to end by itself (failure or --exit-after-map)
+  local name=$1; shift
+  agent "$name" "$@"; finish "$name"
+}
+
+t0=$(now)
+java -version > "$OUT/java-version" 2>&1; timing jvm-start "$t0" "$(now)"
+
+# 1 per-user accounting, same UID: the second VM's pins exceed the shared counter -> ENOMEM; the first keeps its pins
+s=$(now)
+agent s1-a --host-uid 70001 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
+await s1-a Running Failed
+run s1-b --host-uid 70001 --memory $M --memlock $L --accounting per-user --device "$DEV_B"
+snapshot s1-a
+stop s1-a
+timing scenario-1 "$s" "$(now)"
+
+# 2 per-user accounting, distinct UIDs: both map, each charged to its own UID
+s=$(now)
+agent s2-a --host-uid 70011 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
+agent s2-b --host-uid 70012 --memory $M --memlock $L --accounting per-user --device "$DEV_B"
+await s2-a Running Failed; await s2-b Running Failed
+snapshot s2-a; snapshot s2-b
+stop s2-a; stop s2-b
+timing scenario-2 "$s" "$(now)"
+
+# 3 per-process accounting (RLIMIT_MODE=1), same UID: both map; each is bounded by its own limit
+s=$(now)
+agent s3-a --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_A"
+agent s3-b --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_B"
+await s3-a Running Failed; await s3-b Running Failed
+snapshot s3-a; snapshot s3-b
+stop s3-a; stop s3-b
+run s3-over --host-uid 70021 --memory 20Mi --memlock $L --accounting per-process --device "$DEV_A"
+timing scenario-3 "$s" "$(now)"
+
+# 4 two devices on one IOAS pin guest memory once; the limit applied is the operator's (viommu: factor 2)
+s=$(now)
+agent s4 --host-uid 70031 --memory "${S4_MEMORY:-$M}" --memlock "${S4_MEMLOCK:-$L}" --accounting per-process \
+  --device "$DEV_A" --device "$DEV_B"
+await s4 Running Failed
+snapshot s4
+stop s4
+timing scenario-4 "$s" "$(now)"
+
+# 5 teardown: after SIGTERM nothing stays pinned or bound; a new VM of the same UID binds and maps both
+#   devices again, which per-user accounting would refuse (ENOMEM) if the first VM's pins were still charged
+s=$(now)
+agent s5-a --host-uid 70041 --memory $M --memlock $L --accounting per-user --device "$DEV_A" --device "$DEV_B"
+await s5-a Running Failed
+snapshot s5-a
+stop s5-a
+agent s5-b --host-uid 70041 --memory $M --memlock $L --accounting per-user --device "$DEV_A" --device "$DEV_B"
+await s5-b Running Failed
+snapshot s5-b
+stop s5-b
+timing scenario-5 "$s" "$(now)"
+
+# 6 clear errors: a device not bound to vfio-pci; no /dev/iommu (hidden by renaming the node, restored after)
+s=$(now)
+run s6-unbound --host-uid 70051 --memory $M --memlock $L --accounting per-user --device "$OTHER_DEVICE"
+mv /dev/iommu /dev/iommu.hidden
+run s6-noiommu --host-uid 70051 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
+mv /dev/iommu.hidden /dev/iommu
+timing scenario-6 "$s" "$(now)"
+
+echo done > "$OUT/done"

@@ -19,11 +19,20 @@
 # Usage: 30-iommufd-kernel.sh   (output: ${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/iommufd-kernel/bzImage)
 set -euo pipefail
 OUTDIR=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/iommufd-kernel
+# what the tier runs the guest with (e2e/iommufd/boot-guest.sh), needed even when the kernel is cached
+run_pkgs=(qemu-system-x86 busybox-static cpio)
+build_pkgs=(linux-source-6.12 bc bison flex libelf-dev libssl-dev)
+install_missing() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  (( ${#missing[@]} )) || return 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+install_missing "${run_pkgs[@]}"
 [[ -f $OUTDIR/bzImage ]] && { echo "kernel already at $OUTDIR/bzImage"; exit 0; }
 mkdir -p "$OUTDIR"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-source-6.12 bc bison flex libelf-dev libssl-dev \
-  qemu-system-x86 busybox-static cpio >/dev/null
+install_missing "${build_pkgs[@]}"
 SRC=$OUTDIR/src
 if [[ ! -d $SRC ]]; then
   mkdir -p "$SRC" && tar xf /usr/src/linux-source-6.12.tar.xz -C "$SRC" --strip-components=1

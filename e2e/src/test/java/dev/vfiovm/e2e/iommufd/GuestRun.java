@@ -38,7 +38,7 @@ final class GuestRun {
    * Boots the guest, runs {@code job} (a host path, executed inside the guest chrooted into the host's root)
    * with {@code env}, and waits at most {@code timeout} (the script kills QEMU a little earlier itself).
    */
-  static GuestRun boot(Path repoRoot, Path out, Path job, Map<String, String> env, Duration timeout)
+  static GuestRun boot(Path repoRoot, Path out, Path job, Path kernel, Map<String, String> env, Duration timeout)
       throws IOException, InterruptedException {
     deleteRecursively(out);
     Files.createDirectories(out);
@@ -48,6 +48,7 @@ final class GuestRun {
     command.add(job.toString());
     env.forEach((k, v) -> command.add(k + "=" + v));
     ProcessBuilder pb = new ProcessBuilder(command).redirectErrorStream(true);
+    pb.environment().put("VFIOVM_KERNEL", kernel.toString());
     pb.environment().put("GUEST_TIMEOUT", Long.toString(timeout.minusSeconds(20).toSeconds()));
     pb.redirectOutput(out.resolve("boot-guest.log").toFile());
     long start = System.nanoTime();

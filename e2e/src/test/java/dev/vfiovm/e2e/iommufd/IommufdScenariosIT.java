@@ -37,8 +37,9 @@ class IommufdScenariosIT {
   static void bootGuestAndRunAllScenarios() throws Exception {
     Path repo = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", "..")).toAbsolutePath().normalize();
     Path jar = Path.of(System.getenv().getOrDefault("VFIOVM_JAR", repo + "/operator/target/vfiovm.jar"));
-    Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel",
-        System.getProperty("user.home") + "/.cache/vfiovm/iommufd-kernel/bzImage"));
+    // where e2e/scripts/setup.d/30-iommufd-kernel.sh caches it
+    String cache = System.getenv().getOrDefault("VFIOVM_CACHE", System.getProperty("user.home") + "/.cache/vfiovm");
+    Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel", cache + "/iommufd-kernel/bzImage"));
     Prerequisites.require(onPath("qemu-system-x86_64"), "qemu-system-x86_64 (apt-get install qemu-system-x86)");
     Prerequisites.require(Files.isExecutable(Path.of("/bin/busybox")), "/bin/busybox (apt-get install busybox-static)");
     Prerequisites.require(Files.isRegularFile(kernel), "the iommufd guest kernel at " + kernel
@@ -47,6 +48,7 @@ class IommufdScenariosIT {
 
     Path out = Path.of(System.getProperty("vfiovm.iommufd.out", repo + "/e2e/target/iommufd"));
     guest = GuestRun.boot(repo, out, repo.resolve("e2e/iommufd/scenarios.sh"),
+        kernel,
         Map.of("VFIOVM_JAR", jar.toString(),
             "S4_MEMORY", Long.toString(S4_MEMORY),
             "S4_MEMLOCK", Long.toString(S4_MEMLOCK)),

@@ -9,9 +9,10 @@
 # and $OUT/timings (name seconds). This script only drives and records; it asserts nothing itself, except
 # that it never waits unboundedly (AGENT_TIMEOUT per agent).
 # Env: VFIOVM_JAR, VFIO_DEVICES (two BDFs, comma-separated, bound to vfio-pci), OTHER_DEVICE (not bound),
+#      OVERMAP (overmap.c built: a --vm-command that pins its guest memory a second time),
 #      S4_MEMLOCK (bytes: the operator's limit for a 2-device viommu VM of S4_MEMORY), S4_MEMORY
 set -uo pipefail
-: "${OUT:?}" "${VFIOVM_JAR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}"
+: "${OUT:?}" "${VFIOVM_JAR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}" "${OVERMAP:?}"
 AGENT_TIMEOUT=${AGENT_TIMEOUT:-90}
 DEV_A=${VFIO_DEVICES%%,*}
 DEV_B=${VFIO_DEVICES##*,}
@@ -67,6 +68,16 @@ finish() { # finish NAME: wait for the agent's exit, record its code and whether
   log "$name exited $rc"
 }
 
+overmapped() { # overmapped NAME: until the VM's overmap has printed its outcome (bounded)
+  local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
+  while (( $(date +%s) < deadline )); do
+    grep -qh '^overmap: ' "$OUT/vms/$1/stdout" "$OUT/vms/$1/stderr" 2>/dev/null && return 0
+    kill -0 "${PID[$1]}" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 stop() { # stop NAME: SIGTERM the agent as the kubelet would, then finish
   kill -TERM "${PID[$1]}" 2>/dev/null
   finish "$1"
@@ -98,14 +109,22 @@ snapshot s2-a; snapshot s2-b
 stop s2-a; stop s2-b
 timing scenario-2 "$s" "$(now)"
 
-# 3 per-process accounting (RLIMIT_MODE=1), same UID: both map; each is bounded by its own limit
+# 3 per-process accounting (RLIMIT_MODE=1), same UID: both map. Each is bounded by its own limit: s3-a's VM
+#   (overmap) asks to pin its 3/4 L again -> ENOMEM; with 2 x M <= limit (s3-roomy) the same request succeeds
 s=$(now)
-agent s3-a --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_A"
+agent s3-a --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_A" \
+  --vm-command "$OVERMAP"
 agent s3-b --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_B"
 await s3-a Running Failed; await s3-b Running Failed
+overmapped s3-a
 snapshot s3-a; snapshot s3-b
 stop s3-a; stop s3-b
-run s3-over --host-uid 70021 --memory 20Mi --memlock $L --accounting per-process --device "$DEV_A"
+agent s3-roomy --host-uid 70021 --memory $M --memlock 32Mi --accounting per-process --device "$DEV_A" \
+  --vm-command "$OVERMAP"
+await s3-roomy Running Failed
+overmapped s3-roomy
+snapshot s3-roomy
+stop s3-roomy
 timing scenario-3 "$s" "$(now)"
 
 # 4 two devices on one IOAS pin guest memory once; the limit applied is the operator's (viommu: factor 2)

@@ -67,6 +67,11 @@ final class GuestVm {
         .toList();
   }
 
+  /** Everything the agent (and its VM process, whose output it passes on) printed. */
+  String output() {
+    return read("stdout") + read("stderr");
+  }
+
   /** A /proc/PID/status field of the VM process while it ran (VmPin, VmLck), in bytes. */
   OptionalLong statusBytes(String field) {
     Pattern p = Pattern.compile("^" + field + ":\\s+(\\d+) kB", Pattern.MULTILINE);

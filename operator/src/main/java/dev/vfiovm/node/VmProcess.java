@@ -4,6 +4,7 @@ import com.sun.jna.Native;
 import dev.vfiovm.api.Accounting;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.node.kernel.Kernel;
+import dev.vfiovm.node.kernel.Uapi;
 import java.io.File;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
@@ -91,12 +92,13 @@ final class VmProcess {
       env.add(VmFds.ENV_DEVICES + "=" + String.join(",", deviceAddresses));
     }
     int[] pair = Kernel.socketPair();
+    // without an iommufd, /dev/null holds fd 4 so the VM-side JVM cannot take it for its own files
+    // (the VM process later puts its io_uring there with dup2, which would close such a file under the JVM)
+    int placeholder = iommufd == null ? Kernel.open("/dev/null", Uapi.O_RDONLY) : -1;
     List<Integer> fds = new ArrayList<>();
     fds.add(pair[1]); // 3: control
-    if (iommufd != null) {
-      fds.add(iommufd); // 4
-      fds.addAll(deviceFds); // 5...
-    }
+    fds.add(iommufd != null ? iommufd : placeholder); // 4
+    fds.addAll(deviceFds); // 5...
     int pid;
     try {
       pid = Kernel.spawn("/bin/sh", argv, env, fds);
@@ -105,6 +107,7 @@ final class VmProcess {
       throw e;
     } finally {
       Kernel.closeQuietly(pair[1]);
+      Kernel.closeQuietly(placeholder);
     }
     return new VmProcess(pid, pair[0]);
   }

@@ -19,6 +19,11 @@ DEV_B=${VFIO_DEVICES##*,}
 L=16Mi        # memlock limit of every VM below, except where noted
 M=12Mi        # guest memory: 3/4 L, so two VMs charged to one counter (24Mi) exceed L
 mkdir -p "$OUT/vms"
+# VM processes run as their own host UIDs: give them copies they can read wherever the checkout lives
+# (a checkout under /root is not traversable by UID 70001)
+mkdir -p -m 0755 /tmp/vfiovm-e2e
+install -m 0644 "$VFIOVM_JAR" /tmp/vfiovm-e2e/vfiovm.jar && VFIOVM_JAR=/tmp/vfiovm-e2e/vfiovm.jar
+install -m 0755 "$OVERMAP" /tmp/vfiovm-e2e/overmap && OVERMAP=/tmp/vfiovm-e2e/overmap
 declare -A PID
 
 now() { date +%s.%N; }

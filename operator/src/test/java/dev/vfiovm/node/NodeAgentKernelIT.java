@@ -271,6 +271,18 @@ class NodeAgentKernelIT {
   }
 
   @Test
+  void aVmDoesNotOutliveItsAgentKilledOutright() throws Exception {
+    long uid = uid();
+    Agent agent = agent("killed-agent", uid, GUEST, LIMIT);
+    agent.awaitPhase(AgentPhase.Running);
+    Path vmProc = Path.of("/proc/" + agent.vmPid());
+    agent.process().destroyForcibly();
+    await().atMost(Duration.ofSeconds(30)).until(() -> !Files.exists(vmProc));
+    Agent again = agent("after-killed-agent", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+    assertThat(again.exit()).as(again.stderr()).isZero();
+  }
+
+  @Test
   void aCrashedVmIsReportedAsFailedAndItsPinsReleased() throws Exception {
     long uid = uid();
     Agent crash = agent("crash", uid, GUEST, LIMIT, "--vm-command", "sh", "-c", "sleep 1; kill -SEGV $$");

@@ -151,7 +151,8 @@ public final class NodeAgent {
       throw new AgentFailure(
           "VmExited",
           "VM process " + pid + " " + awaitExit() + " before mapping guest memory (its output is above; "
-              + "is util-linux setpriv/unshare installed and are user namespaces enabled?)");
+              + "util-linux setpriv and unshare must be installed, user namespaces enabled (user.max_user_namespaces > 0), "
+              + "and the agent not run inside a chroot, where the kernel refuses new user namespaces)");
     }
     String[] words = line.split(" ");
     if (words[0].equals(VmFds.ERROR)) {

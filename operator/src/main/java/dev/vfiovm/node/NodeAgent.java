@@ -74,6 +74,9 @@ public final class NodeAgent {
         return fail(f.error(), f.getMessage());
       } catch (KernelException e) {
         return fail(e.errnoName(), e.getMessage());
+      } catch (RuntimeException e) {
+        LOG.error("unexpected failure", e);
+        return fail("InternalError", e.toString());
       }
       if (plan.exitAfterMap()) {
         stopVm();

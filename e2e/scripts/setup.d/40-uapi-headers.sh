@@ -22,5 +22,16 @@ members=()
 for h in "${hdrs[@]}"; do members+=("linux-source-6.12/include/uapi/linux/$h"); done
 tar xJf /usr/src/linux-source-6.12.tar.xz -C "$tmp" "${members[@]}"
 mkdir -p "$OUT/linux"
-for h in "${hdrs[@]}"; do install -m 0644 "$tmp/linux-source-6.12/include/uapi/linux/$h" "$OUT/linux/$h"; done
+# what the kernel's scripts/headers_install.sh does to a uAPI header (drop __user & co., _UAPI guards)
+for h in "${hdrs[@]}"; do
+  sed -E -e '
+    s/([[:space:](])(__user|__force|__iomem)[[:space:]]/\1/g
+    s/__attribute_const__([[:space:]]|$)/\1/g
+    s@^#include <linux/compiler(|_types).h>@@
+    s/(^|[^a-zA-Z0-9])__packed([^a-zA-Z0-9_]|$)/\1__attribute__((packed))\2/g
+    s/(^|[[:space:](])(inline|asm|volatile)([[:space:](]|$)/\1__\2__\3/g
+    s@#(ifndef|define|endif[[:space:]]*/[*])[[:space:]]*_UAPI@#\1 @
+  ' "$tmp/linux-source-6.12/include/uapi/linux/$h" > "$OUT/linux/$h.tmp"
+  mv "$OUT/linux/$h.tmp" "$OUT/linux/$h"
+done
 echo "uAPI headers at $OUT"

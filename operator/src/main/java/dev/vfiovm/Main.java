@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
     name = "vfiovm",
     mixinStandardHelpOptions = true,
     description = "VFIO virtual machines with per-VM pinned-memory accounting.",
-    subcommands = {StandaloneCommand.class, NodeAgentCommand.class})
+    subcommands = {NodeAgentCommand.class, StandaloneCommand.class})
 public final class Main {
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));

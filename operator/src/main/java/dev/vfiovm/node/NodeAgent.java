@@ -74,6 +74,9 @@ public final class NodeAgent {
         return fail(f.error(), f.getMessage());
       } catch (KernelException e) {
         return fail(e.errnoName(), e.getMessage());
+      } catch (RuntimeException e) {
+        LOG.error("unexpected failure", e);
+        return fail("InternalError", e.toString());
       }
       if (plan.exitAfterMap()) {
         stopVm();
@@ -151,7 +154,8 @@ public final class NodeAgent {
       throw new AgentFailure(
           "VmExited",
           "VM process " + pid + " " + awaitExit() + " before mapping guest memory (its output is above; "
-              + "is util-linux setpriv/unshare installed and are user namespaces enabled?)");
+              + "util-linux setpriv and unshare must be installed, user namespaces enabled (user.max_user_namespaces > 0), "
+              + "and the agent not run inside a chroot, where the kernel refuses new user namespaces)");
     }
     String[] words = line.split(" ");
     if (words[0].equals(VmFds.ERROR)) {

@@ -6,6 +6,10 @@ import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.node.kernel.Kernel;
 import dev.vfiovm.node.kernel.Uapi;
 import java.io.File;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.attribute.PosixFilePermission;
+import java.util.Set;
 import java.net.URISyntaxException;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -56,6 +60,7 @@ final class VmProcess {
       int ioasId,
       List<Integer> deviceFds,
       List<String> deviceAddresses) {
+    checkReachableByVmUid();
     String uid = Long.toString(plan.hostUid());
     List<String> argv = new ArrayList<>();
     argv.addAll(List.of("/bin/sh", "-c", SHELL_GATE, "vfiovm-vm"));
@@ -126,6 +131,48 @@ final class VmProcess {
         "-cp",
         classPath(),
         VmProcessMain.class.getName());
+  }
+
+  /**
+   * The VM-side JVM runs as the VM's UID with no groups: the java binary and every class path entry must be
+   * reachable by "others". Checked up front so a node with a private jar fails with a message, not a silent
+   * exit of the VM process.
+   */
+  static void checkReachableByVmUid() {
+    List<Path> needed = new ArrayList<>();
+    needed.add(Path.of(System.getProperty("java.home"), "bin", "java"));
+    for (String entry : classPath().split(File.pathSeparator)) {
+      needed.add(Path.of(entry));
+    }
+    for (Path p : needed) {
+      String problem = unreachableByOthers(p.toAbsolutePath());
+      if (problem != null) {
+        throw new AgentFailure(
+            "VmCannotReadAgent",
+            "the VM process (its own host UID, no groups) cannot use " + p + ": " + problem
+                + "; install the jar and java world-readable (e.g. chmod o+rx on the directories, o+r on the jar)");
+      }
+    }
+  }
+
+  static String unreachableByOthers(Path p) {
+    try {
+      for (Path dir = p.getParent(); dir != null; dir = dir.getParent()) {
+        if (!Files.getPosixFilePermissions(dir).contains(PosixFilePermission.OTHERS_EXECUTE)) {
+          return "directory " + dir + " is not searchable by others";
+        }
+      }
+      Set<PosixFilePermission> perms = Files.getPosixFilePermissions(p);
+      if (!perms.contains(PosixFilePermission.OTHERS_READ)) {
+        return "it is not readable by others";
+      }
+      if (Files.isDirectory(p) && !perms.contains(PosixFilePermission.OTHERS_EXECUTE)) {
+        return "it is not searchable by others";
+      }
+      return null;
+    } catch (IOException | UnsupportedOperationException e) {
+      return e.toString();
+    }
   }
 
   static String classPath() {

@@ -2,6 +2,7 @@ package dev.vfiovm.controller;
 
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import java.io.IOException;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -92,7 +93,17 @@ public final class OperatorCommand implements Callable<Integer> {
     boolean leader = leaderElectionEnabled();
     KubernetesClient client = new KubernetesClientBuilder().build();
     CountDownLatch stopped = new CountDownLatch(1);
-    VfioVmOperator operator = VfioVmOperator.start(client, settings, httpPort, leader ? nodePodNamespace : null);
+    VfioVmOperator operator;
+    try {
+      operator = VfioVmOperator.start(client, settings, httpPort, leader ? nodePodNamespace : null);
+    } catch (RuntimeException | IOException e) {
+      // one line that says what is wrong (no CRD, no access, port taken), not a stack trace
+      System.err.println("vfiovm operator: cannot start against " + client.getMasterUrl() + ": " + e.getMessage()
+          + (e.getCause() != null ? " (" + e.getCause().getMessage() + ")" : "")
+          + "; is the VfioVm CRD installed (kubectl apply -f crds/) and may this account watch it?");
+      client.close();
+      return 1;
+    }
     Runtime.getRuntime().addShutdownHook(new Thread(() -> {
       operator.close();
       client.close();

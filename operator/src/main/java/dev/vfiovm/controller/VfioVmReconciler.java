@@ -14,6 +14,7 @@ import io.javaoperatorsdk.operator.api.reconciler.Cleaner;
 import io.javaoperatorsdk.operator.api.reconciler.Context;
 import io.javaoperatorsdk.operator.api.reconciler.ControllerConfiguration;
 import io.javaoperatorsdk.operator.api.reconciler.DeleteControl;
+import io.javaoperatorsdk.operator.api.reconciler.ErrorStatusUpdateControl;
 import io.javaoperatorsdk.operator.api.reconciler.EventSourceContext;
 import io.javaoperatorsdk.operator.api.reconciler.PrimaryUpdateAndCacheUtils;
 import io.javaoperatorsdk.operator.api.reconciler.Reconciler;
@@ -175,6 +176,17 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       status.setMessage(drift + "; " + status.getMessage());
     }
     return writeStatus(vm, status, context);
+  }
+
+  /** A reconcile that threw (API error, missing namespace, ...) says so in the status while JOSDK retries. */
+  @Override
+  public ErrorStatusUpdateControl<VfioVm> updateErrorStatus(VfioVm vm, Context<VfioVm> context, Exception e) {
+    VfioVmStatus status = vm.getStatus() == null ? new VfioVmStatus() : vm.getStatus();
+    String cause = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    status.setMessage("reconcile failed, retrying: " + (cause.length() > 500 ? cause.substring(0, 500) : cause));
+    vm.setStatus(status);
+    log.warn("{}: reconcile failed: {}", NodePodShape.vmKey(vm), cause);
+    return ErrorStatusUpdateControl.patchStatus(vm);
   }
 
   /** The plan of a placed VM: from the spec when it still matches the ledger, else what the ledger holds. */

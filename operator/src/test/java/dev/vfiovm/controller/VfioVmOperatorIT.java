@@ -414,4 +414,35 @@ class VfioVmOperatorIT {
         assertThat(KubeApiServerFixture.kubectl("explain", "vfiovm.spec.devices"))
             .contains("PCI address of the device on the node"));
   }
+
+  @Test
+  void aNodePodRemovedBehindTheOperatorsBackIsRecreatedWithTheSameUid() {
+    node("a", "5Gi");
+    cluster.create(vm(ns, "phoenix", "1Gi", selector));
+    long uid = awaitPhase("phoenix", Phase.Placed).getStatus().getHostUid();
+    Pod first = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "phoenix"), p -> p != null);
+    client.pods().inNamespace(nodePodNamespace).withName(first.getMetadata().getName()).withGracePeriod(0).delete();
+    Pod second = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "phoenix"),
+        p -> p != null && !p.getMetadata().getUid().equals(first.getMetadata().getUid()));
+    assertThat(second.getMetadata().getLabels()).containsEntry(NodePodShape.LABEL_HOST_UID, Long.toString(uid));
+    assertThat(cluster.get(ns, "phoenix").getStatus().getHostUid()).isEqualTo(uid);
+  }
+
+  @Test
+  void aSpecEditedAfterPlacementIsReportedNotApplied() {
+    node("a", "9Gi");
+    cluster.create(vm(ns, "fixed", "1Gi", selector));
+    awaitPhase("fixed", Phase.Placed);
+    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "fixed") != null);
+    client.resources(VfioVm.class).inNamespace(ns).withName("fixed").edit(v -> {
+      v.getSpec().setMemory("2Gi");
+      return v;
+    });
+    VfioVm edited = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "fixed"),
+        v -> v.getStatus().getObservedGeneration() == 2L);
+    assertThat(edited.getStatus().getMessage()).contains("not applied").contains("re-create");
+    assertThat(edited.getStatus().getMemlockLimitBytes()).isEqualTo(2 * GI);
+    assertThat(cluster.podOf(ns, "fixed").getSpec().getContainers().get(0).getArgs())
+        .containsSubsequence("--memory", Long.toString(GI));
+  }
 }

@@ -142,13 +142,14 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
           .map(VfioVmReconciler::hostUidOf)
           .filter(Objects::nonNull)
           .collect(Collectors.toSet());
+      // listed as waiting before asking: a release or a new node between the answer and the listing would
+      // otherwise wake nobody
+      waiting.add(id);
       Ledger.Admission admission = ledger.admit(key, request, budgets, heldByPods);
       if (!admission.uidAssigned()) {
-        waiting.add(id);
         return writeStatus(vm, VmStatuses.uidExhausted(vm, admission.uidProblem(), now), context);
       }
       if (!admission.placed()) {
-        waiting.add(id);
         return writeStatus(vm, VmStatuses.unplaced(vm, admission.entry(), admission.placement(), now), context);
       }
       waiting.remove(id);

@@ -133,6 +133,9 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
         }
         return writeStatus(vm, VmStatuses.invalid(vm, validation, now), context);
       }
+      // listed as waiting before reading nodes and asking the ledger: a node added or a release in between
+      // would otherwise wake nobody
+      waiting.add(id);
       SpecValidation.Plan plan = validation.plan();
       Placement.Request request = new Placement.Request(
           plan.memlockLimitBytes(), plan.devices(), vm.getSpec().getNodeName(), vm.getSpec().getNodeSelector());
@@ -142,9 +145,6 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
           .map(VfioVmReconciler::hostUidOf)
           .filter(Objects::nonNull)
           .collect(Collectors.toSet());
-      // listed as waiting before asking: a release or a new node between the answer and the listing would
-      // otherwise wake nobody
-      waiting.add(id);
       Ledger.Admission admission = ledger.admit(key, request, budgets, heldByPods);
       if (!admission.uidAssigned()) {
         return writeStatus(vm, VmStatuses.uidExhausted(vm, admission.uidProblem(), now), context);

@@ -85,6 +85,7 @@ public final class VmStatuses {
     String waiting = pod == null
         ? "creating node pod " + podKey
         : "node pod " + podKey + " is " + (podPhase == null ? "not yet started by the kubelet" : podPhase)
+            + containerWaiting(pod).map(w -> " (" + w + ")").orElse("")
             + "; waiting for the node agent's first report";
     s.setMessage("placed on node " + entry.node() + "; " + waiting);
     s.setConditions(conditions(vm, now,
@@ -120,6 +121,9 @@ public final class VmStatuses {
     if (report == null || report.getPhase() == null) {
       if (terminated.isPresent()) {
         return agentExited(vm, entry, podKey, terminated.get(), null, now);
+      }
+      if (pod.getStatus() != null && "Failed".equals(pod.getStatus().getPhase())) {
+        return podRejected(vm, entry, podKey, pod, now);
       }
       return placed(vm, entry, podKey, pod, now);
     }
@@ -196,6 +200,34 @@ public final class VmStatuses {
         c(VfioVmStatus.DMA_MAPPED, FALSE, "AgentExited", message),
         c(VfioVmStatus.READY, FALSE, "AgentExited", message)));
     return s;
+  }
+
+  /** The kubelet refused the pod before the agent ran (e.g. OutOfmemory, NodeAffinity). */
+  private static VfioVmStatus podRejected(VfioVm vm, Ledger.Entry entry, String podKey, Pod pod, Instant now) {
+    VfioVmStatus s = base(vm, entry, podKey, null);
+    String reason = reason(pod.getStatus().getReason(), "PodFailed");
+    String message = "node pod " + podKey + " failed before the node agent ran: "
+        + (pod.getStatus().getMessage() != null ? pod.getStatus().getMessage() : reason)
+        + "; fix the node, then delete the pod to retry or re-create the VfioVm";
+    s.setPhase(Phase.Failed);
+    s.setMessage(message);
+    s.setConditions(conditions(vm, now, uidAssigned(entry), placedCondition(entry),
+        c(VfioVmStatus.MEMLOCK_LIMITED, UNKNOWN, reason, message),
+        c(VfioVmStatus.DMA_MAPPED, FALSE, reason, message),
+        c(VfioVmStatus.READY, FALSE, reason, message)));
+    return s;
+  }
+
+  private static Optional<String> containerWaiting(Pod pod) {
+    if (pod.getStatus() == null || pod.getStatus().getContainerStatuses() == null) {
+      return Optional.empty();
+    }
+    return pod.getStatus().getContainerStatuses().stream()
+        .map(ContainerStatus::getState)
+        .filter(state -> state != null && state.getWaiting() != null && state.getWaiting().getReason() != null)
+        .map(state -> state.getWaiting().getReason()
+            + (state.getWaiting().getMessage() == null ? "" : ": " + state.getWaiting().getMessage()))
+        .findFirst();
   }
 
   /** The agent's latest report from its pod annotation, or null. */

@@ -182,4 +182,26 @@ class VmStatusesTest {
     assertThat(s.getHostUid()).isEqualTo(ENTRY.hostUid());
     assertThat(summary(s)).containsEntry("Ready", "False/Terminating").containsEntry("DmaMapped", "True/Mapped");
   }
+
+  @Test
+  void aPodTheKubeletRejectsFailsTheVmWithTheKubeletsWords() {
+    Pod rejected = new PodBuilder().withNewMetadata().withName("p").endMetadata()
+        .withNewStatus().withPhase("Failed").withReason("OutOfmemory")
+        .withMessage("Node didn't have enough resource: memory").endStatus().build();
+    VfioVmStatus s = VmStatuses.fromPod(vm(), ENTRY, POD, rejected, T0);
+    assertThat(s.getPhase()).isEqualTo(Phase.Failed);
+    assertThat(summary(s)).containsEntry("Ready", "False/OutOfmemory");
+    assertThat(s.getMessage()).contains("enough resource: memory");
+  }
+
+  @Test
+  void aPodStuckBeforeStartSaysWhy() {
+    Pod pulling = new PodBuilder().withNewMetadata().withName("p").endMetadata()
+        .withNewStatus().withPhase("Pending").addNewContainerStatus().withName(NodePodShape.CONTAINER)
+        .withNewState().withNewWaiting().withReason("ImagePullBackOff").withMessage("no such image").endWaiting()
+        .endState().endContainerStatus().endStatus().build();
+    VfioVmStatus s = VmStatuses.fromPod(vm(), ENTRY, POD, pulling, T0);
+    assertThat(s.getPhase()).isEqualTo(Phase.Placed);
+    assertThat(s.getMessage()).contains("Pending (ImagePullBackOff: no such image)");
+  }
 }

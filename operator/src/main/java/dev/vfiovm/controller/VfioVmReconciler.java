@@ -157,6 +157,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     }
 
     if (pod == null) {
+      String placedOn = entry.node();
+      if (nodes.list().noneMatch(n -> n.getMetadata().getName().equals(placedOn))) {
+        // recreating the pod would only feed the pod garbage collector
+        return writeStatus(vm, VmStatuses.nodeGone(vm, entry, now), context);
+      }
       SpecValidation.Plan plan = planOf(vm, entry, validation);
       // the UID and node reach the VM's status before the pod exists, so a restarted operator finds them
       VfioVm recorded = vm;

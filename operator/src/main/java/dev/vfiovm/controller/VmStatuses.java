@@ -97,6 +97,21 @@ public final class VmStatuses {
     return s;
   }
 
+  /** The VM's node left the cluster and took the node pod with it: the VM does not move by itself. */
+  public static VfioVmStatus nodeGone(VfioVm vm, Ledger.Entry entry, Instant now) {
+    VfioVmStatus s = base(vm, entry, null, vm.getStatus());
+    String message = "node " + entry.node() + " is no longer in the cluster and its node pod is gone; delete and "
+        + "re-create the VfioVm to place it elsewhere (its host UID is kept until then)";
+    s.setPhase(Phase.Failed);
+    s.setMessage(message);
+    s.setConditions(conditions(vm, now, uidAssigned(entry),
+        c(VfioVmStatus.PLACED, FALSE, "NodeGone", message),
+        c(VfioVmStatus.MEMLOCK_LIMITED, UNKNOWN, "NodeGone", message),
+        c(VfioVmStatus.DMA_MAPPED, FALSE, "NodeGone", message),
+        c(VfioVmStatus.READY, FALSE, "NodeGone", message)));
+    return s;
+  }
+
   /** Deleting: the node pod is being stopped; UID and budget stay held until it is gone. */
   public static VfioVmStatus terminating(VfioVm vm, Ledger.Entry entry, String podKey, Instant now) {
     VfioVmStatus previous = vm.getStatus();

@@ -445,4 +445,20 @@ class VfioVmOperatorIT {
     assertThat(cluster.podOf(ns, "fixed").getSpec().getContainers().get(0).getArgs())
         .containsSubsequence("--memory", Long.toString(GI));
   }
+
+  @Test
+  void aVmWhoseNodeLeftTheClusterFailsInsteadOfChasingIt() {
+    String node = node("a", "5Gi");
+    cluster.create(vm(ns, "orphan", "1Gi", selector));
+    long uid = awaitPhase("orphan", Phase.Placed).getStatus().getHostUid();
+    Pod pod = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "orphan"), p -> p != null);
+    client.nodes().withName(node).delete();
+    await().atMost(TIMEOUT).until(() -> operator.reconciler().nodeBudgets().stream().noneMatch(n -> n.name().equals(node)));
+    // the pod garbage collector removes pods bound to a node that no longer exists
+    client.pods().inNamespace(nodePodNamespace).withName(pod.getMetadata().getName()).withGracePeriod(0).delete();
+    VfioVm failed = awaitPhase("orphan", Phase.Failed);
+    assertThat(condition(failed, VfioVmStatus.PLACED).getReason()).isEqualTo("NodeGone");
+    assertThat(failed.getStatus().getHostUid()).isEqualTo(uid);
+    await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10)).until(() -> cluster.podOf(ns, "orphan") == null);
+  }
 }

@@ -31,6 +31,8 @@ public final class VfioVmOperator implements AutoCloseable {
   private final OperatorMetrics metrics;
   private final HttpEndpoints http;
   private volatile boolean closing;
+  private final boolean electing;
+  private volatile boolean leading;
 
   /**
    * Starts the operator.
@@ -45,6 +47,7 @@ public final class VfioVmOperator implements AutoCloseable {
 
   private VfioVmOperator(KubernetesClient client, OperatorSettings settings, int httpPort, String leaseNamespace)
       throws IOException {
+    electing = leaseNamespace != null;
     registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
     new JvmMemoryMetrics().bindTo(registry);
     new JvmThreadMetrics().bindTo(registry);
@@ -59,7 +62,8 @@ public final class VfioVmOperator implements AutoCloseable {
             // a leader that loses its lease must stop reconciling at once: halt (a restart re-joins the
             // election); a clean close is no loss. JOSDK's own System.exit would deadlock in a shutdown hook.
             .withExitOnStopLeading(false)
-            .withLeaderCallbacks(new LeaderCallbacks(() -> {}, () -> {
+            .withLeaderCallbacks(new LeaderCallbacks(() -> leading = true, () -> {
+              leading = false;
               if (!closing) {
                 log.error("lost the leader-election lease {}/{}; halting", leaseNamespace, LEASE_NAME);
                 Runtime.getRuntime().halt(1);
@@ -91,8 +95,11 @@ public final class VfioVmOperator implements AutoCloseable {
     }
   }
 
-  /** Live while the HTTP server answers and no started informer has failed. */
+  /** Live while the HTTP server answers and no started informer has failed; a standby replica is live. */
   HttpEndpoints.Answer health() {
+    if (standby()) {
+      return HttpEndpoints.Answer.text(true, "ok (standby: another replica holds the lease)\n");
+    }
     RuntimeInfo info = operator.getRuntimeInfo();
     if (info.isStarted() && !info.allEventSourcesAreHealthy()) {
       return HttpEndpoints.Answer.text(false, "unhealthy event sources: " + info.unhealthyEventSources() + "\n");
@@ -100,8 +107,14 @@ public final class VfioVmOperator implements AutoCloseable {
     return HttpEndpoints.Answer.text(true, "ok\n");
   }
 
-  /** Ready once JOSDK has started and every event source (informer) is healthy. */
+  /**
+   * Ready once JOSDK has started and every event source (informer) is healthy. A standby replica is ready
+   * too: it is waiting correctly, and a rollout must not stall on it.
+   */
   HttpEndpoints.Answer readiness() {
+    if (standby()) {
+      return HttpEndpoints.Answer.text(true, "ready (standby: another replica holds the lease)\n");
+    }
     RuntimeInfo info = operator.getRuntimeInfo();
     if (!info.isStarted()) {
       return HttpEndpoints.Answer.text(false, "operator not started\n");
@@ -110,6 +123,15 @@ public final class VfioVmOperator implements AutoCloseable {
       return HttpEndpoints.Answer.text(false, "unhealthy event sources: " + info.unhealthyEventSources() + "\n");
     }
     return HttpEndpoints.Answer.text(true, "ready\n");
+  }
+
+  private boolean standby() {
+    return electing && !leading;
+  }
+
+  /** True unless leader election is on and another replica holds the lease. */
+  public boolean leading() {
+    return !standby();
   }
 
   HttpEndpoints.Answer scrape() {

@@ -113,7 +113,35 @@ class VfioVmOperatorIT {
   @Test
   void createAssignsUidPlacesStartsPodAndFollowsTheAgentsReport() throws Exception {
     String node = node("a", "5Gi");
-    cluster.create(vm(ns, "vm1", "1Gi", selector, "0000:3b:00.0"));
+    // etcd revisions order all writes: the first VM revision carrying the UID must precede the pod's creation
+    List<Long> uidRevisions = new java.util.concurrent.CopyOnWriteArrayList<>();
+    List<Long> podRevisions = new java.util.concurrent.CopyOnWriteArrayList<>();
+    try (var vmWatch = client.resources(VfioVm.class).inNamespace(ns).watch(new io.fabric8.kubernetes.client.Watcher<>() {
+          @Override
+          public void eventReceived(Action action, VfioVm vm) {
+            if (vm.getStatus() != null && vm.getStatus().getHostUid() != null) {
+              uidRevisions.add(Long.parseLong(vm.getMetadata().getResourceVersion()));
+            }
+          }
+
+          @Override
+          public void onClose(io.fabric8.kubernetes.client.WatcherException cause) {}
+        });
+        var podWatch = client.pods().inNamespace(nodePodNamespace).watch(new io.fabric8.kubernetes.client.Watcher<>() {
+          @Override
+          public void eventReceived(Action action, Pod pod) {
+            if (action == Action.ADDED && ns.equals(pod.getMetadata().getLabels().get(NodePodShape.LABEL_VM_NAMESPACE))) {
+              podRevisions.add(Long.parseLong(pod.getMetadata().getResourceVersion()));
+            }
+          }
+
+          @Override
+          public void onClose(io.fabric8.kubernetes.client.WatcherException cause) {}
+        })) {
+      cluster.create(vm(ns, "vm1", "1Gi", selector, "0000:3b:00.0"));
+      await().atMost(TIMEOUT).until(() -> !podRevisions.isEmpty() && !uidRevisions.isEmpty());
+      assertThat(uidRevisions.get(0)).isLessThan(podRevisions.get(0));
+    }
 
     VfioVm placed = awaitPhase("vm1", Phase.Placed);
     VfioVmStatus status = placed.getStatus();

@@ -200,8 +200,9 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     if (validation.valid() && drift(vm, entry, validation) == null) {
       return validation.plan();
     }
-    long memory = validation.valid() ? validation.plan().memoryBytes()
-        : (entry.memlockLimitBytes() - settings.memlockOverheadBytes());
+    // the memory the held limit was computed from (limit = factor x memory + overhead)
+    int factor = MemlockPolicy.factor(vm.getSpec() != null && vm.getSpec().isViommu(), entry.devices().size());
+    long memory = Math.max(SpecValidation.PAGE_SIZE, (entry.memlockLimitBytes() - settings.memlockOverheadBytes()) / factor);
     return new SpecValidation.Plan(memory, entry.memlockLimitBytes(), entry.devices());
   }
 

@@ -470,8 +470,14 @@ class VfioVmOperatorIT {
         v -> v.getStatus().getObservedGeneration() == 2L);
     assertThat(edited.getStatus().getMessage()).contains("not applied").contains("re-create");
     assertThat(edited.getStatus().getMemlockLimitBytes()).isEqualTo(2 * GI);
-    assertThat(cluster.podOf(ns, "fixed").getSpec().getContainers().get(0).getArgs())
-        .containsSubsequence("--memory", Long.toString(GI));
+    Pod original = cluster.podOf(ns, "fixed");
+    assertThat(original.getSpec().getContainers().get(0).getArgs()).containsSubsequence("--memory", Long.toString(GI));
+    // a pod recreated after the edit still runs the plan the VM was placed with
+    client.pods().inNamespace(nodePodNamespace).withName(original.getMetadata().getName()).withGracePeriod(0).delete();
+    Pod recreated = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "fixed"),
+        p -> p != null && !p.getMetadata().getUid().equals(original.getMetadata().getUid()));
+    assertThat(recreated.getSpec().getContainers().get(0).getArgs())
+        .containsSubsequence("--memory", Long.toString(GI), "--memlock", Long.toString(2 * GI));
   }
 
   @Test

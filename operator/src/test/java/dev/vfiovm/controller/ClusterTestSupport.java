@@ -7,12 +7,11 @@ import dev.vfiovm.api.DeviceSpec;
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmSpec;
+import dev.vfiovm.testing.KubeApiServerFixture;
 import io.fabric8.kubernetes.api.model.Event;
 import io.fabric8.kubernetes.api.model.Node;
-import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
-import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
@@ -38,15 +37,7 @@ final class ClusterTestSupport {
 
   /** A Node with allocatable memory, created as the kubelet would register it (status via its subresource). */
   Node node(String name, String allocatable, Map<String, String> labels, Map<String, String> annotations) {
-    client.nodes().resource(new NodeBuilder()
-        .withNewMetadata().withName(name).withLabels(labels).withAnnotations(annotations).endMetadata()
-        .build()).create();
-    Node node = client.nodes().withName(name).get();
-    node.setStatus(new io.fabric8.kubernetes.api.model.NodeStatusBuilder()
-        .withCapacity(Map.of("memory", new Quantity(allocatable), "cpu", new Quantity("8"), "pods", new Quantity("110")))
-        .withAllocatable(Map.of("memory", new Quantity(allocatable), "cpu", new Quantity("8"), "pods", new Quantity("110")))
-        .build());
-    return client.nodes().resource(node).updateStatus();
+    return KubeApiServerFixture.createNode(client, name, allocatable, labels, annotations);
   }
 
   static VfioVm vm(String namespace, String name, String memory, Map<String, String> selector, String... devices) {
@@ -98,12 +89,7 @@ final class ClusterTestSupport {
 
   /** The kubelet's part in deletion: a pod bound to a node is removed only when deleted with grace 0. */
   void finishPodDeletions() {
-    for (Pod pod : nodePods()) {
-      if (pod.getMetadata().getDeletionTimestamp() != null) {
-        client.pods().inNamespace(nodePodNamespace).withName(pod.getMetadata().getName())
-            .withGracePeriod(0).delete();
-      }
-    }
+    KubeApiServerFixture.finishPodDeletions(client, nodePodNamespace);
   }
 
   /** Deletes every VfioVm of the namespace, plays the kubelet until they are gone. */

@@ -4,6 +4,11 @@ import io.fabric8.kubeapitest.KubeAPIServer;
 import io.fabric8.kubeapitest.KubeAPIServerConfigBuilder;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.Node;
+import io.fabric8.kubernetes.api.model.NodeBuilder;
+import io.fabric8.kubernetes.api.model.NodeStatusBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.Quantity;
 import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -14,6 +19,7 @@ import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
+import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
@@ -28,6 +34,8 @@ import java.util.stream.Stream;
  * KubeApiServerFixture.installCrds(client);                    // the generated CRDs on the test classpath
  * String ns = KubeApiServerFixture.createNamespace(client, "rbac");
  * String out = KubeApiServerFixture.kubectl("auth", "can-i", "list", "pods", "-n", ns);
+ * KubeApiServerFixture.createNode(client, "worker-1", "16Gi", Map.of(), Map.of());
+ * KubeApiServerFixture.finishPodDeletions(client, ns);          // what the kubelet would do
  * </pre>
  *
  * No controllers, scheduler or kubelet run there: tests create Nodes themselves (status via the status
@@ -157,6 +165,34 @@ public final class KubeApiServerFixture {
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new IllegalStateException(e);
+    }
+  }
+
+  /**
+   * Registers a Node as a kubelet would: the object, then its capacity/allocatable through the status
+   * subresource (no kubelet runs here).
+   */
+  public static Node createNode(KubernetesClient client, String name, String allocatableMemory,
+      Map<String, String> labels, Map<String, String> annotations) {
+    client.nodes().resource(new NodeBuilder()
+        .withNewMetadata().withName(name).withLabels(labels).withAnnotations(annotations).endMetadata()
+        .build()).create();
+    Node node = client.nodes().withName(name).get();
+    Map<String, Quantity> resources = Map.of(
+        "memory", new Quantity(allocatableMemory), "cpu", new Quantity("8"), "pods", new Quantity("110"));
+    node.setStatus(new NodeStatusBuilder().withCapacity(resources).withAllocatable(resources).build());
+    return client.nodes().resource(node).updateStatus();
+  }
+
+  /**
+   * The kubelet's part in deletion: a pod bound to a node stays Terminating until the kubelet deletes it with
+   * grace period 0; this does that for every terminating pod of the namespace.
+   */
+  public static void finishPodDeletions(KubernetesClient client, String namespace) {
+    for (Pod pod : client.pods().inNamespace(namespace).list().getItems()) {
+      if (pod.getMetadata().getDeletionTimestamp() != null) {
+        client.pods().inNamespace(namespace).withName(pod.getMetadata().getName()).withGracePeriod(0).delete();
+      }
     }
   }
 

@@ -62,7 +62,7 @@ class ChartTest {
     assertThat(pod.getServiceAccountName()).isEqualTo(FULLNAME);
     assertThat(pod.getSecurityContext().getRunAsNonRoot()).isTrue();
     Container operator = pod.getContainers().get(0);
-    assertThat(operator.getImage()).isEqualTo("vfiovm/operator:0.1.0");
+    assertThat(operator.getImage()).isEqualTo("vfiovm/operator:0.1.0-SNAPSHOT");
     assertThat(operator.getArgs()).containsExactly("operator");
     assertThat(env(operator))
         .containsEntry("VFIOVM_UID_RANGE_START", "1879048192")
@@ -70,7 +70,7 @@ class ChartTest {
         .containsEntry("VFIOVM_MEMLOCK_OVERHEAD", "1Gi")
         .containsEntry("VFIOVM_HOST_RESERVE", "2Gi")
         .containsEntry("VFIOVM_NODE_POD_NAMESPACE", NS)
-        .containsEntry("VFIOVM_NODE_POD_IMAGE", "vfiovm/operator:0.1.0")
+        .containsEntry("VFIOVM_NODE_POD_IMAGE", "vfiovm/operator:0.1.0-SNAPSHOT")
         .containsEntry("VFIOVM_NODE_POD_SERVICE_ACCOUNT", "vfiovm-node")
         .containsEntry("VFIOVM_HTTP_PORT", "8080")
         .containsEntry("VFIOVM_LEADER_ELECTION", "true")

@@ -141,7 +141,7 @@ class VfioVmClusterE2E {
         "/api/v1/namespaces/" + settings.operatorNamespace() + "/pods/" + pod.getMetadata().getName() + ":8080/proxy";
     assertThat(client.raw(proxy + "/readyz")).isNotNull();
     String metrics = client.raw(proxy + "/metrics");
-    assertThat(metrics).as("Prometheus text from /metrics").contains("# TYPE").contains("vfiovm");
+    assertThat(metrics).as("Prometheus text from /metrics").contains("# TYPE").contains("vfiovm_host_uids_left");
   }
 
   @Test

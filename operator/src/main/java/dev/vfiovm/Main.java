@@ -1,5 +1,6 @@
 package dev.vfiovm;
 
+import dev.vfiovm.controller.OperatorCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -8,7 +9,7 @@ import picocli.CommandLine.Command;
     name = "vfiovm",
     mixinStandardHelpOptions = true,
     description = "VFIO virtual machines with per-VM pinned-memory accounting.",
-    subcommands = {})
+    subcommands = {OperatorCommand.class})
 public final class Main {
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));

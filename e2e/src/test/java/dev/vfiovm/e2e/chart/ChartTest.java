@@ -111,7 +111,7 @@ class ChartTest {
             "/nodes: get,list,watch");
     assertThat(rules(chart.get(Role.class, FULLNAME).getRules()))
         .containsExactlyInAnyOrder(
-            "/pods: get,list,watch,create,delete,patch", "coordination.k8s.io/leases: get,create,update");
+            "/pods: get,list,watch,create,delete,patch", "coordination.k8s.io/leases: get,create,update,patch");
     assertThat(rules(chart.get(Role.class, "vfiovm-node").getRules())).containsExactly("/pods: get,patch");
 
     ClusterRoleBinding clusterBinding = chart.get(ClusterRoleBinding.class, FULLNAME);

@@ -236,6 +236,16 @@ class ChartTest {
     assertThat(crd.getSpec().getNames().getShortNames()).containsExactly("vvm");
   }
 
+  @Test
+  void defaultImageTagIsTheOneJibBuilds() throws IOException {
+    // Jib tags the image vfiovm/operator:<project version>; the chart's default tag is its appVersion
+    String chartYaml = Files.readString(ChartRendering.chartDir().resolve("Chart.yaml"));
+    String projectVersion = System.getProperty("vfiovm.project.version");
+    assertThat(projectVersion).as("system property vfiovm.project.version (set by the e2e pom)").isNotBlank();
+
+    assertThat(chartYaml).contains("appVersion: \"" + projectVersion + "\"");
+  }
+
   static Map<String, String> env(Container container) {
     return container.getEnv().stream()
         .filter(e -> e.getValue() != null)

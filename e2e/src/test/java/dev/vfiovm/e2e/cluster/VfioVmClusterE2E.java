@@ -25,6 +25,7 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.dsl.MixedOperation;
 import io.fabric8.kubernetes.client.dsl.Resource;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubernetes.api.model.KubernetesResourceList;
 import java.nio.file.Files;
 import java.time.Duration;
@@ -170,10 +171,19 @@ class VfioVmClusterE2E {
       assertThat(pod.getMetadata().getAnnotations())
           .containsEntry("vfiovm.dev/vm", vmNamespace + "/" + vm.getMetadata().getName())
           .containsKey(NodeAgentReport.POD_ANNOTATION);
+      NodeAgentReport report =
+          Serialization.unmarshal(
+              pod.getMetadata().getAnnotations().get(NodeAgentReport.POD_ANNOTATION), NodeAgentReport.class);
+      assertThat(report.getPhase()).isEqualTo(NodeAgentReport.AgentPhase.Running);
+      assertThat(report.getHostUid()).isEqualTo(status.getHostUid());
+      assertThat(report.getPinnedBytes()).isEqualTo(settings.vmMemoryBytes());
       assertThat(pod.getSpec().getNodeName()).isEqualTo(status.getNodeName());
       assertThat(pod.getSpec().getServiceAccountName()).isEqualTo("vfiovm-node");
       assertThat(pod.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isTrue();
     }
+
+    assertThat(client.pods().inNamespace(vmNamespace).list().getItems())
+        .as("no pod in the users' (restricted) namespace").isEmpty();
 
     deleteAndAwaitReleased(created);
   }

@@ -47,6 +47,12 @@ public final class SpecValidation {
     }
   }
 
+  private static String roundedUp(long bytes) {
+    long pages = (bytes + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
+    String human = Quantities.human(pages);
+    return human.equals(Long.toString(pages)) ? human : pages + " (" + human + ")";
+  }
+
   public static Result validate(VfioVmSpec spec, long memlockOverheadBytes) {
     List<Violation> violations = new ArrayList<>();
     if (spec == null) {
@@ -66,7 +72,7 @@ public final class SpecValidation {
         } else if (memory % PAGE_SIZE != 0) {
           violations.add(new Violation("spec.memory", "'" + spec.getMemory() + "' = " + memory
               + " bytes is not a whole number of 4 KiB pages; use a multiple of 4096 bytes, e.g. "
-              + Quantities.human(((memory + PAGE_SIZE - 1) / PAGE_SIZE) * PAGE_SIZE)));
+              + roundedUp(memory)));
         }
       } catch (IllegalArgumentException e) {
         violations.add(new Violation("spec.memory", e.getMessage()));

@@ -1,6 +1,7 @@
 package dev.vfiovm.controller;
 
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.RuntimeInfo;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
@@ -29,6 +30,7 @@ public final class VfioVmOperator implements AutoCloseable {
   private final PrometheusMeterRegistry registry;
   private final OperatorMetrics metrics;
   private final HttpEndpoints http;
+  private volatile boolean closing;
 
   /**
    * Starts the operator.
@@ -54,6 +56,15 @@ public final class VfioVmOperator implements AutoCloseable {
         o.withLeaderElectionConfiguration(LeaderElectionConfigurationBuilder.aLeaderElectionConfiguration(LEASE_NAME)
             .withLeaseNamespace(leaseNamespace)
             .withIdentity(identity())
+            // a leader that loses its lease must stop reconciling at once: halt (a restart re-joins the
+            // election); a clean close is no loss. JOSDK's own System.exit would deadlock in a shutdown hook.
+            .withExitOnStopLeading(false)
+            .withLeaderCallbacks(new LeaderCallbacks(() -> {}, () -> {
+              if (!closing) {
+                log.error("lost the leader-election lease {}/{}; halting", leaseNamespace, LEASE_NAME);
+                Runtime.getRuntime().halt(1);
+              }
+            }, leader -> log.info("leader is now {}", leader)))
             .build());
       }
     });
@@ -116,6 +127,7 @@ public final class VfioVmOperator implements AutoCloseable {
 
   @Override
   public void close() {
+    closing = true;
     if (http != null) {
       http.close();
     }

@@ -18,6 +18,7 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -391,5 +392,26 @@ class VfioVmOperatorIT {
         .contains("vfiovm_host_uids_in_use")
         .contains("vfiovm_host_uids_left")
         .contains("operator_sdk_");
+  }
+
+  @Test
+  void theExamplesApplyWithKubectlAndArePlaced() {
+    Path examples = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", ".."), "operator", "examples");
+    String node = node("a", "8Gi"); // budget 7Gi: the 5Gi example and the 1Gi+64Mi one
+    String out = KubeApiServerFixture.kubectl("apply", "-n", ns, "-f", examples.toString());
+    assertThat(out).contains("vfiovm.vfiovm.dev/example created").contains("vfiovm.vfiovm.dev/example-io-uring created");
+    for (String name : List.of("example", "example-io-uring")) {
+      // the examples select no labels: they may land on any node with room; ours has it
+      VfioVm vm = await().atMost(TIMEOUT).until(() -> cluster.get(ns, name),
+          v -> v.getStatus() != null && v.getStatus().getHostUid() != null && v.getStatus().getPhase() == Phase.Placed);
+      assertThat(vm.getStatus().getNodeName()).isNotBlank();
+    }
+    assertThat(cluster.get(ns, "example").getStatus().getMemlockLimitBytes()).isEqualTo(5 * GI);
+    String table = KubeApiServerFixture.kubectl("get", "vvm", "-n", ns);
+    assertThat(table).contains("PHASE").contains("NODE").contains("UID").contains("MEMLOCK").contains("PINNED")
+        .contains("Placed");
+    await().atMost(TIMEOUT).ignoreExceptions().untilAsserted(() ->
+        assertThat(KubeApiServerFixture.kubectl("explain", "vfiovm.spec.devices"))
+            .contains("PCI address of the device on the node"));
   }
 }

@@ -27,6 +27,7 @@ import java.util.stream.Stream;
  * KubernetesClient client = KubeApiServerFixture.newClient(); // starts the server on first use
  * KubeApiServerFixture.installCrds(client);                    // the generated CRDs on the test classpath
  * String ns = KubeApiServerFixture.createNamespace(client, "rbac");
+ * String out = KubeApiServerFixture.kubectl("auth", "can-i", "list", "pods", "-n", ns);
  * </pre>
  *
  * No controllers, scheduler or kubelet run there: tests create Nodes themselves (status via the status
@@ -116,6 +117,47 @@ public final class KubeApiServerFixture {
     String name = prefix + "-" + UUID.randomUUID().toString().substring(0, 8);
     client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName(name).endMetadata().build()).create();
     return name;
+  }
+
+  /**
+   * Runs the kubectl that sits beside the kube-apiserver binary against the server; returns its stdout.
+   *
+   * @throws IllegalStateException with stderr when kubectl exits non-zero
+   */
+  public static String kubectl(String... args) {
+    try {
+      Path kubeconfig = Files.createTempFile("kubeapitest", ".kubeconfig");
+      Files.writeString(kubeconfig, kubeConfigYaml());
+      Path kubectl;
+      try (Stream<Path> versions = Files.list(binariesDir().resolve("k8s"))) {
+        kubectl = versions.map(v -> v.resolve("kubectl")).filter(Files::isExecutable).sorted().reduce((a, b) -> b)
+            .orElse(null);
+      }
+      Prerequisites.require(kubectl != null, "kubectl under " + binariesDir() + "/k8s/<version>-linux-amd64");
+      List<String> command = new java.util.ArrayList<>(List.of(kubectl.toString(), "--kubeconfig", kubeconfig.toString()));
+      command.addAll(List.of(args));
+      Path out = Files.createTempFile("kubectl", ".out");
+      Path err = Files.createTempFile("kubectl", ".err");
+      Process p = new ProcessBuilder(command).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+      if (!p.waitFor(120, TimeUnit.SECONDS)) {
+        p.destroyForcibly();
+        throw new IllegalStateException("kubectl " + String.join(" ", args) + " timed out");
+      }
+      String stdout = Files.readString(out);
+      String stderr = Files.readString(err);
+      Files.deleteIfExists(out);
+      Files.deleteIfExists(err);
+      Files.deleteIfExists(kubeconfig);
+      if (p.exitValue() != 0) {
+        throw new IllegalStateException("kubectl " + String.join(" ", args) + " exited " + p.exitValue() + ": " + stderr);
+      }
+      return stdout;
+    } catch (IOException e) {
+      throw new IllegalStateException(e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
   }
 
   /** Applies a resource server-side as the given manager. */

@@ -29,9 +29,6 @@ import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
-import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
-import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
-import io.fabric8.kubernetes.client.extended.leaderelection.resourcelock.LeaseLock;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -96,9 +93,8 @@ class ChartRbacIT {
         OperatorSettings.defaults(operatorNamespace, "vfiovm/operator:test")
             .withMemlockOverhead(MI)
             .withHostReserve(0);
-    // no leader election here: JOSDK ends the JVM (System.exit) when an operator that led stops; the lease
-    // permissions are exercised by leaderElectionWorksWithTheChartsLeasePermissions with the same LeaseLock
-    operator = VfioVmOperator.start(asOperator, settings, 0, null);
+    // with leader election, as the chart runs it: the lease in the operator namespace needs the Role too
+    operator = VfioVmOperator.start(asOperator, settings, 0, operatorNamespace);
   }
 
   @AfterAll
@@ -165,35 +161,14 @@ class ChartRbacIT {
   }
 
   @Test
-  void leaderElectionWorksWithTheChartsLeasePermissions() throws Exception {
-    // the lock JOSDK's leader election uses (fabric8 LeaseLock): get, create, then renew by patch/update
-    var leading = new java.util.concurrent.CountDownLatch(1);
-    var renewed = new java.util.concurrent.atomic.AtomicReference<java.time.ZonedDateTime>();
-    var elector =
-        asOperator
-            .leaderElector()
-            .withConfig(
-                new LeaderElectionConfigBuilder()
-                    .withName("rbac-check")
-                    .withLock(new LeaseLock(operatorNamespace, VfioVmOperator.LEASE_NAME, "rbac-check"))
-                    .withLeaseDuration(Duration.ofSeconds(4))
-                    .withRenewDeadline(Duration.ofSeconds(3))
-                    .withRetryPeriod(Duration.ofMillis(500))
-                    .withLeaderCallbacks(new LeaderCallbacks(leading::countDown, () -> {}, id -> {}))
-                    .withReleaseOnCancel(true)
-                    .build())
-            .build();
-    var running = elector.start();
-    try {
-      assertThat(leading.await(TIMEOUT.toSeconds(), java.util.concurrent.TimeUnit.SECONDS)).as("became leader").isTrue();
-      var lease = admin.leases().inNamespace(operatorNamespace).withName(VfioVmOperator.LEASE_NAME).get();
-      assertThat(lease.getSpec().getHolderIdentity()).isEqualTo("rbac-check");
-      renewed.set(lease.getSpec().getRenewTime());
-      await("lease renewed").atMost(TIMEOUT).until(() -> !admin.leases().inNamespace(operatorNamespace)
-          .withName(VfioVmOperator.LEASE_NAME).get().getSpec().getRenewTime().equals(renewed.get()));
-    } finally {
-      running.cancel(true);
-    }
+  void leaderElectionHoldsAndRenewsTheLeaseWithTheChartsPermissions() {
+    // JOSDK's lease lock: get, create, then renew (patch); reconciling starts only once it leads
+    var leases = admin.leases().inNamespace(operatorNamespace).withName(VfioVmOperator.LEASE_NAME);
+    var first = await("lease acquired").atMost(TIMEOUT).until(leases::get, l -> l != null
+        && l.getSpec().getHolderIdentity() != null && l.getSpec().getRenewTime() != null);
+    await("lease renewed by its holder").atMost(TIMEOUT).until(leases::get, l -> l != null
+        && first.getSpec().getHolderIdentity().equals(l.getSpec().getHolderIdentity())
+        && !first.getSpec().getRenewTime().equals(l.getSpec().getRenewTime()));
   }
 
   @Test

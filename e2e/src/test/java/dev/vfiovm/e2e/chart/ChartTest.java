@@ -230,7 +230,7 @@ class ChartTest {
 
     assertThat(inChart)
         .as("helm/vfiovm-operator/crds/ is stale; refresh it with: "
-            + "cp operator/target/classes/" + GENERATED_CRD + " helm/vfiovm-operator/crds/")
+            + "mvn -pl operator test -Dtest=CrdFreshnessTest -Dvfiovm.updateCrds=true")
         .isEqualTo(generated);
     CustomResourceDefinition crd = Serialization.unmarshal(inChart, CustomResourceDefinition.class);
     assertThat(crd.getSpec().getNames().getShortNames()).containsExactly("vvm");

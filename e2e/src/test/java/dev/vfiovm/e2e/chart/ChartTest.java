@@ -34,7 +34,7 @@ import org.junit.jupiter.params.provider.CsvSource;
 
 class ChartTest {
   static final String NS = "vfiovm-system";
-  static final String FULLNAME = "vfiovm-vfiovm-operator";
+  static final String FULLNAME = "vfiovm-operator";
   static final String GENERATED_CRD = "META-INF/fabric8/vfiovms.vfiovm.dev-v1.yml";
 
   @Test

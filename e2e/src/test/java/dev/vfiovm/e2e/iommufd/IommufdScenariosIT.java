@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.NodeAgentReport.AgentPhase;
+import dev.vfiovm.controller.MemlockPolicy;
+import dev.vfiovm.controller.OperatorSettings;
 import dev.vfiovm.testing.Prerequisites;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,7 +31,10 @@ class IommufdScenariosIT {
   static final String OTHER_DEVICE = "0000:00:05.0";
   /** Scenario 4: a 2-device VM with a guest vIOMMU; the operator's memlock limit for it. */
   static final long S4_MEMORY = 12 * MI;
-  static final long S4_MEMLOCK = MemlockFormula.limitBytes(S4_MEMORY, 2, true);
+  static final long S4_MEMLOCK = MemlockPolicy.limitBytes(
+      S4_MEMORY, 2, true, OperatorSettings.defaults("vfiovm-system", "vfiovm").memlockOverheadBytes());
+  /** Scenario 3: room for the guest memory pinned twice. */
+  static final long L2 = 24 * MI;
 
   static GuestRun guest;
 
@@ -56,7 +61,7 @@ class IommufdScenariosIT {
             "OVERMAP", overmap.toString(),
             "S4_MEMORY", Long.toString(S4_MEMORY),
             "S4_MEMLOCK", Long.toString(S4_MEMLOCK)),
-        Duration.ofMinutes(8));
+        Duration.ofSeconds(Long.getLong("vfiovm.iommufd.timeoutSeconds", 20 * 60)));
     System.out.printf("iommufd guest: exit %d, wall %.1f s, guest uptimes %s, timings %s%n",
         guest.exitCode, guest.wallTime.toMillis() / 1000.0, guest.uptimes(), guest.timings());
 
@@ -82,8 +87,12 @@ class IommufdScenariosIT {
     assertRunning(first, 70001, "PerUser", M, L, DEV_A);
     // per-user mode charges the UID's counter, not the process's locked_vm
     assertThat(first.statusBytes("VmLck")).as(first.describe()).hasValue(0);
-    assertFailed(second, "ENOMEM");
-    assertThat(second.stderr()).as(second.describe()).singleElement().asString().contains("ENOMEM");
+    NodeAgentReport failure = assertFailed(second, "ENOMEM");
+    // the message names both numbers: what the VM pins and the limit it exceeds
+    assertThat(failure.getMessage()).contains(Long.toString(M), Long.toString(L), "70001");
+    assertThat(second.stderr()).as(second.describe()).singleElement().asString()
+        .contains("ENOMEM", Long.toString(M), Long.toString(L));
+    assertThat(second.report().getDevices()).allSatisfy(d -> assertThat(d.isAttached()).isFalse());
     // the snapshot of the first VM is taken after the second one failed
     assertThat(first.statusBytes("VmPin")).as(first.describe()).hasValue(M);
     assertStoppedCleanly(first);
@@ -103,22 +112,20 @@ class IommufdScenariosIT {
   void perProcessSameUidBothMapEachBoundedByItsOwnLimit() {
     GuestVm a = guest.vm("s3-a");
     GuestVm b = guest.vm("s3-b");
+    // both VMs of one UID map (2 x M > L), and each then asks to pin its memory a second time
     assertRunning(a, 70021, "PerProcess", M, L, DEV_A);
-    assertRunning(b, 70021, "PerProcess", M, L, DEV_B);
-    // per-process (mm) mode charges each process's own locked_vm: 2 x 3/4 L under one UID, both fine
-    assertThat(a.statusBytes("VmLck")).as(a.describe()).hasValue(M);
-    assertThat(b.statusBytes("VmLck")).as(b.describe()).hasValue(M);
-    // ... and each process is held to its own limit: pinning M more (2M > L) is refused by the kernel
+    assertRunning(b, 70021, "PerProcess", M, L2, DEV_B);
+    // under L the kernel refuses the second pin: the VM is bounded by its own limit ...
     assertThat(a.output()).as(a.describe()).contains("overmap: IOMMU_IOAS_MAP +" + M + " bytes -> ENOMEM");
+    assertThat(a.statusBytes("VmPin")).as(a.describe()).hasValue(M);
+    // ... charged to its own process (mm mode: locked_vm), not to the UID
+    assertThat(a.statusBytes("VmLck")).as(a.describe()).hasValue(M);
+    // under 2 x M the same request succeeds, though the UID now has 3 x M > L pinned: the refusal was the limit
+    assertThat(b.output()).as(b.describe()).contains("overmap: IOMMU_IOAS_MAP +" + M + " bytes -> OK");
+    assertThat(b.statusBytes("VmPin")).as(b.describe()).hasValue(2 * M);
+    assertThat(b.statusBytes("VmLck")).as(b.describe()).hasValue(2 * M);
     assertStoppedCleanly(a);
     assertStoppedCleanly(b);
-
-    // the same request under a limit of 2M succeeds: the refusal above was the limit, nothing else
-    GuestVm roomy = guest.vm("s3-roomy");
-    assertThat(roomy.output()).as(roomy.describe()).contains("overmap: IOMMU_IOAS_MAP +" + M + " bytes -> OK");
-    assertThat(roomy.statusBytes("VmPin")).as(roomy.describe()).hasValue(2 * M);
-    assertThat(roomy.statusBytes("VmLck")).as(roomy.describe()).hasValue(2 * M);
-    assertStoppedCleanly(roomy);
   }
 
   @Test
@@ -132,28 +139,30 @@ class IommufdScenariosIT {
 
   @Test
   void afterSigtermNoPinsRemainAndANewVmBindsAndMapsTheSameDevices() {
-    GuestVm first = guest.vm("s5-a");
-    GuestVm next = guest.vm("s5-b");
-    assertRunning(first, 70041, "PerUser", M, L, DEV_A, DEV_B);
-    assertStoppedCleanly(first);
-    // same UID, per-user: mapping 3/4 L again succeeds only if none of the first VM's pins are still charged
-    assertRunning(next, 70041, "PerUser", M, L, DEV_A, DEV_B);
+    // scenario 1's VMs are the ones torn down: s1-a by SIGTERM (device A), s1-b by its failure (device B)
+    GuestVm stopped = guest.vm("s1-a");
+    assertStoppedCleanly(stopped);
+    assertThat(stopped.report().getPinnedBytes()).as(stopped.describe()).isZero();
+    assertThat(stopped.report().getDevices()).allSatisfy(d -> assertThat(d.isAttached()).isFalse());
+    // same UID, per-user: mapping 3/4 L again succeeds only if none of s1-a's pins are still charged
+    GuestVm next = guest.vm("s5");
+    assertRunning(next, 70001, "PerUser", M, L, DEV_A, DEV_B);
     assertStoppedCleanly(next);
   }
 
   @Test
   void deviceNotBoundToVfioPciIsAClearError() {
     GuestVm vm = guest.vm("s6-unbound");
-    NodeAgentReport report = assertFailed(vm, null);
-    assertThat(report.getMessage()).as(vm.describe()).contains(OTHER_DEVICE).contains("vfio-pci");
+    NodeAgentReport report = assertFailed(vm, "NotBoundToVfioPci");
+    assertThat(report.getMessage()).as(vm.describe()).contains(OTHER_DEVICE, "e1000e", "vfio-pci", "driver_override");
     assertThat(vm.stderr()).as(vm.describe()).singleElement().asString().contains(OTHER_DEVICE);
   }
 
   @Test
   void missingDevIommuIsAClearError() {
     GuestVm vm = guest.vm("s6-noiommu");
-    NodeAgentReport report = assertFailed(vm, null);
-    assertThat(report.getMessage()).as(vm.describe()).contains("/dev/iommu");
+    NodeAgentReport report = assertFailed(vm, "NoIommufd");
+    assertThat(report.getMessage()).as(vm.describe()).contains("/dev/iommu", "CONFIG_IOMMUFD");
     assertThat(vm.stderr()).as(vm.describe()).singleElement().asString().contains("/dev/iommu");
   }
 

@@ -10,7 +10,7 @@
 # that it never waits unboundedly (AGENT_TIMEOUT per agent).
 # Scenario 5 (teardown) reuses scenario 1's VMs as the ones torn down, to save two JVM starts under TCG.
 # Env: VFIOVM_JAR, VFIO_DEVICES (two BDFs, comma-separated, bound to vfio-pci), OTHER_DEVICE (not bound),
-#      OVERMAP (overmap.c built: a --vm-command that pins its guest memory a second time),
+#      OVERMAP (overmap.c built: a --vm-command that pins its guest memory twice more),
 #      S4_MEMLOCK (bytes: the operator's limit for a 2-device viommu VM of S4_MEMORY), S4_MEMORY,
 #      AGENT_TIMEOUT (s, bound of every wait on an agent), AGENT_JAVA_OPTS
 set -uo pipefail
@@ -81,7 +81,7 @@ finish() { # finish NAME: wait for the agent's exit, record its code and whether
 overmapped() { # overmapped NAME: until the VM's overmap has printed its outcome (bounded)
   local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
   while (( $(date +%s) < deadline )); do
-    grep -qh '^overmap: ' "$OUT/vms/$1/stdout" "$OUT/vms/$1/stderr" 2>/dev/null && return 0
+    grep -qh '^overmap: done' "$OUT/vms/$1/stdout" "$OUT/vms/$1/stderr" 2>/dev/null && return 0
     kill -0 "${PID[$1]}" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -130,8 +130,8 @@ stop s2-a; stop s2-b
 timing scenario-2 "$s" "$(now)"
 
 # 3 per-process accounting (RLIMIT_MODE=1), same UID: both map (2 x M > L under one UID). Each is bounded by its
-#   own limit: both VMs (overmap) ask to pin their memory a second time; under L (s3-a) the kernel refuses
-#   (ENOMEM), under 2 x M (s3-b) it pins
+#   own limit: both VMs' VMMs (overmap, exec'd by the VM process) pin the memory twice more; under L (s3-a) the
+#   kernel refuses the pin that goes past L (ENOMEM), under 2 x M (s3-b) it pins both
 s=$(now)
 agent s3-a --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_A" \
   --vm-command "$OVERMAP"

@@ -10,6 +10,7 @@ import dev.vfiovm.testing.Prerequisites;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.BeforeAll;
@@ -112,16 +113,27 @@ class IommufdScenariosIT {
   void perProcessSameUidBothMapEachBoundedByItsOwnLimit() {
     GuestVm a = guest.vm("s3-a");
     GuestVm b = guest.vm("s3-b");
-    // both VMs of one UID map (2 x M > L), and each then asks to pin its memory a second time
-    assertRunning(a, 70021, "PerProcess", M, L, DEV_A);
-    assertRunning(b, 70021, "PerProcess", M, L2, DEV_B);
-    // under L the kernel refuses the second pin: the VM is bounded by its own limit ...
-    assertThat(a.output()).as(a.describe()).contains("overmap: IOMMU_IOAS_MAP +" + M + " bytes -> ENOMEM");
+    // both VMs of one UID map M (2 x M > L: per-user accounting would refuse the second, see scenario 1)
+    for (GuestVm vm : List.of(a, b)) {
+      NodeAgentReport running = vm.runningReport();
+      assertThat(running.getPhase()).as(vm.describe()).isEqualTo(AgentPhase.Running);
+      assertThat(running.getAccounting()).isEqualTo("PerProcess");
+      assertThat(running.getHostUid()).isEqualTo(70021);
+      assertThat(running.getPinnedBytes()).isEqualTo(M);
+      assertThat(vm.realUid()).as(vm.describe()).hasValue(70021);
+    }
+    assertThat(a.memlockLimit()).containsExactly(L, L);
+    assertThat(b.memlockLimit()).containsExactly(L2, L2);
+    // their VMMs (overmap, exec'd in the VM process: a fresh mm) each pin M twice more, charged to their own
+    // process: under L the pin that would take it past L is refused ...
+    assertThat(a.output()).as(a.describe())
+        .contains("overmap: map 1 +" + M + " bytes -> OK", "overmap: map 2 +" + M + " bytes -> ENOMEM");
     assertThat(a.statusBytes("VmPin")).as(a.describe()).hasValue(M);
-    // ... charged to its own process (mm mode: locked_vm), not to the UID
     assertThat(a.statusBytes("VmLck")).as(a.describe()).hasValue(M);
-    // under 2 x M the same request succeeds, though the UID now has 3 x M > L pinned: the refusal was the limit
-    assertThat(b.output()).as(b.describe()).contains("overmap: IOMMU_IOAS_MAP +" + M + " bytes -> OK");
+    // ... and under 2 x M the same requests succeed, though the UID then has 4 x M > L pinned: the refusal
+    // was this process's own limit, nothing the other VM of the UID did
+    assertThat(b.output()).as(b.describe())
+        .contains("overmap: map 1 +" + M + " bytes -> OK", "overmap: map 2 +" + M + " bytes -> OK");
     assertThat(b.statusBytes("VmPin")).as(b.describe()).hasValue(2 * M);
     assertThat(b.statusBytes("VmLck")).as(b.describe()).hasValue(2 * M);
     assertStoppedCleanly(a);

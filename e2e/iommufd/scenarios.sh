@@ -32,7 +32,7 @@ install -m 0755 "$OVERMAP" /tmp/vfiovm-e2e/overmap && OVERMAP=/tmp/vfiovm-e2e/ov
 declare -A PID
 
 now() { date +%s.%N; }
-log() { echo "scenario: $*"; }
+log() { echo "scenario: [$(cut -d' ' -f1 /proc/uptime)] $*"; }
 timing() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%s %.2f\n", n, b - a }' >> "$OUT/timings"; }
 
 field() { # field NAME KEY: a scalar of the VM's report (the report is one JSON object)

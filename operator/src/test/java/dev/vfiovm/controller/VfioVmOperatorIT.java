@@ -495,4 +495,24 @@ class VfioVmOperatorIT {
     assertThat(failed.getStatus().getHostUid()).isEqualTo(uid);
     await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10)).until(() -> cluster.podOf(ns, "orphan") == null);
   }
+
+  @Test
+  void aUidStillCarriedByALeftoverNodePodIsNotHandedOut() {
+    String node = node("a", "9Gi");
+    // a node pod whose VM is gone (say, its finalizer was removed by hand) still runs as the first UID
+    VfioVm ghost = vm(ns, "ghost", "1Gi", selector);
+    Pod leftover = NodePodShape.build(ghost, settings.uidRangeStart(), node,
+        SpecValidation.validate(ghost.getSpec(), GI).plan(), settings);
+    client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
+    try {
+      await().atMost(TIMEOUT).until(() -> operator.reconciler().uidsHeldByNodePods().contains(settings.uidRangeStart()));
+      cluster.create(vm(ns, "newcomer", "1Gi", selector));
+      assertThat(awaitPhase("newcomer", Phase.Placed).getStatus().getHostUid()).isNotEqualTo(settings.uidRangeStart());
+    } finally {
+      client.pods().inNamespace(nodePodNamespace).withName(leftover.getMetadata().getName()).withGracePeriod(0).delete();
+    }
+    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "ghost") == null);
+    cluster.create(vm(ns, "later", "1Gi", selector));
+    assertThat(awaitPhase("later", Phase.Placed).getStatus().getHostUid()).isEqualTo(settings.uidRangeStart());
+  }
 }

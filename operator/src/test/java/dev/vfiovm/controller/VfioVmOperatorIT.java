@@ -98,6 +98,9 @@ class VfioVmOperatorIT {
     String name = group + "-" + suffix;
     cluster.node(name, allocatable, selector, annotations);
     nodes.add(name);
+    // exact-count assertions need the operator to know the node's budget before the VMs arrive
+    await().atMost(TIMEOUT).until(() -> operator.reconciler().nodeBudgets().stream()
+        .anyMatch(n -> n.name().equals(name) && n.problem() == null));
     return name;
   }
 

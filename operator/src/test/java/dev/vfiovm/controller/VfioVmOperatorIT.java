@@ -518,4 +518,28 @@ class VfioVmOperatorIT {
     cluster.create(vm(ns, "later", "1Gi", selector));
     assertThat(awaitPhase("later", Phase.Placed).getStatus().getHostUid()).isEqualTo(settings.uidRangeStart());
   }
+
+  @Test
+  void aFailingReconcileSaysWhyInTheStatusWhileRetrying() throws Exception {
+    node("a", "5Gi");
+    operator.close();
+    String missing = "no-such-namespace-" + group;
+    operator = VfioVmOperator.start(client, new OperatorSettings(settings.uidRangeStart(), settings.uidRangeSize(),
+        settings.memlockOverheadBytes(), settings.hostReserveBytes(), missing, "vfiovm:test", "vfiovm-node"), 0, null);
+    try {
+      cluster.create(vm(ns, "stuck", "1Gi", selector));
+      VfioVm stuck = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "stuck"),
+          v -> v.getStatus() != null && v.getStatus().getMessage() != null
+              && v.getStatus().getMessage().startsWith("reconcile failed, retrying"));
+      assertThat(stuck.getStatus().getMessage()).contains(missing);
+      // the UID and node were recorded before the pod creation failed
+      assertThat(stuck.getStatus().getHostUid()).isNotNull();
+    } finally {
+      // the pod never existed: deletion completes without a kubelet
+      client.resources(VfioVm.class).inNamespace(ns).delete();
+      await().atMost(TIMEOUT).until(() -> cluster.get(ns, "stuck") == null);
+      operator.close();
+      operator = VfioVmOperator.start(client, settings, 0, null);
+    }
+  }
 }

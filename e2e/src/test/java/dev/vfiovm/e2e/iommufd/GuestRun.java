@@ -18,7 +18,7 @@ import java.util.regex.Pattern;
  * serial console, how it ended, and the directory the guest wrote its results into.
  */
 final class GuestRun {
-  private static final Pattern UPTIME = Pattern.compile("VFIOVM-GUEST (\\S+).* uptime=([0-9.]+)");
+  private static final Pattern UPTIME = Pattern.compile("VFIOVM-GUEST ([a-z]+(?: start)?).* uptime=([0-9.]+)");
 
   final Path out;
   final String console;
@@ -65,7 +65,7 @@ final class GuestRun {
     return new GuestRun(out, console, rc, !ended || rc == 124 || rc == 137, wall);
   }
 
-  /** Guest uptime (s) at each VFIOVM-GUEST marker, by marker word (booted, job, poweroff, ...). */
+  /** Guest uptime (s) at each VFIOVM-GUEST marker: booted, job start, job (its exit), poweroff. */
   Map<String, Double> uptimes() {
     Map<String, Double> uptimes = new LinkedHashMap<>();
     Matcher m = UPTIME.matcher(console);

@@ -51,7 +51,6 @@ class IommufdScenariosIT {
     Prerequisites.require(Files.isRegularFile(kernel), "the iommufd guest kernel at " + kernel
         + " (bash e2e/scripts/setup.d/30-iommufd-kernel.sh)");
     Prerequisites.require(Files.isRegularFile(jar), "the agent jar at " + jar + " (mvn package)");
-
     Prerequisites.require(onPath("gcc"), "gcc (apt-get install gcc libc6-dev) to build e2e/iommufd/overmap.c");
 
     Path out = Path.of(System.getProperty("vfiovm.iommufd.out", repo + "/e2e/target/iommufd"));

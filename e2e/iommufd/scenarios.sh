@@ -152,6 +152,16 @@ snapshot s4
 stop s4
 timing scenario-4 "$s" "$(now)"
 
+# 7 contrast to 3: per-user accounting bounds the VM as a whole, across the exec of its VMM. The VMM asks to pin
+#   M once more; with M already charged to the UID, M + M > L -> ENOMEM
+s=$(now)
+agent s7 --host-uid 70061 --memory $M --memlock $L --accounting per-user --device "$DEV_A" --vm-command "$OVERMAP" 1
+await s7 Running Failed
+overmapped s7
+snapshot s7
+stop s7
+timing scenario-7 "$s" "$(now)"
+
 # 6 clear errors: a device not bound to vfio-pci; no /dev/iommu (the node renamed away meanwhile, then restored;
 #   the unbound device is refused before /dev/iommu is looked at)
 s=$(now)

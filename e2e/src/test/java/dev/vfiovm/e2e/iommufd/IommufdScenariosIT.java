@@ -140,6 +140,20 @@ class IommufdScenariosIT {
   }
 
   @Test
+  void perUserAccountingBoundsTheVmAcrossTheExecOfItsVmm() {
+    // the contrast to scenario 3: the UID's counter still holds the M pinned before the exec, so the VMM's
+    // request for M more (M + M > L) is refused, whatever mm it comes from
+    GuestVm vm = guest.vm("s7");
+    NodeAgentReport running = vm.runningReport();
+    assertThat(running.getPhase()).as(vm.describe()).isEqualTo(AgentPhase.Running);
+    assertThat(running.getAccounting()).isEqualTo("PerUser");
+    assertThat(running.getPinnedBytes()).isEqualTo(M);
+    assertThat(vm.memlockLimit()).containsExactly(L, L);
+    assertThat(vm.output()).as(vm.describe()).contains("overmap: map 1 +" + M + " bytes -> ENOMEM");
+    assertStoppedCleanly(vm);
+  }
+
+  @Test
   void twoDevicesOnOneIoasPinOnceUnderTheOperatorsViommuLimit() {
     GuestVm vm = guest.vm("s4");
     assertRunning(vm, 70031, "PerProcess", S4_MEMORY, S4_MEMLOCK, DEV_A, DEV_B);

@@ -1,14 +1,18 @@
 package dev.vfiovm;
 
+import dev.vfiovm.local.StandaloneCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The one jar's entry point: `operator` (controller) and `node-agent` (privileged node pod). */
+/**
+ * The one jar's entry point: `operator` (controller), `node-agent` (privileged node pod) and `standalone`
+ * (everything on this host, no cluster needed).
+ */
 @Command(
     name = "vfiovm",
     mixinStandardHelpOptions = true,
     description = "VFIO virtual machines with per-VM pinned-memory accounting.",
-    subcommands = {})
+    subcommands = {StandaloneCommand.class})
 public final class Main {
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));

@@ -40,8 +40,10 @@ PIDS=$LOCAL_STATE/pids
 KUBECONFIG_ADMIN=$LOCAL_DATA/admin.kubeconfig
 # Pause image built from the Kubernetes source's build/pause (its Makefile's TAG).
 PAUSE_IMAGE=k8s.gcr.io/pause:3.4
-# The chart's default image (helm/vfiovm-operator/values.yaml: repository vfiovm/operator, tag = appVersion).
-OPERATOR_IMAGE=${OPERATOR_IMAGE:-docker.io/vfiovm/operator:0.1.0}
+# The chart's default image: values.yaml image.repository vfiovm/operator, tag = Chart appVersion, which
+# follows the project version (the e2e profile's e2e.image.tag is ${project.version} too).
+PROJECT_VERSION=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' "$REPO_DIR/pom.xml" | head -1)
+OPERATOR_IMAGE=${OPERATOR_IMAGE:-docker.io/vfiovm/operator:${PROJECT_VERSION:-0.1.0-SNAPSHOT}}
 # Start order; stopped in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 

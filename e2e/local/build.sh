@@ -29,7 +29,7 @@ build_binaries() {
   step "building ${todo[*]} (Kubernetes $K8S_VERSION, Go 1.15; ~15-25 min on 2 busy cores)"
   if [[ ! -d $K8S_SRC || ! -x /usr/lib/go-1.15/bin/go ]]; then
     # The apiserver fragment sets up the Debian sources, Go 1.15 and unpacks the source tree.
-    bash "$REPO_DIR/e2e/scripts/setup.d/20-kube-apiserver.sh"
+    nice -n 19 bash "$REPO_DIR/e2e/scripts/setup.d/20-kube-apiserver.sh"
     for d in "$VFIOVM_CACHE/k8s-src/kubernetes-$K8S_VERSION" "$HOME/.cache/k8s-src/kubernetes-$K8S_VERSION"; do
       if [[ -d $d ]]; then K8S_SRC=$d; break; fi
     done

@@ -13,9 +13,11 @@ LOCAL_DATA=${LOCAL_DATA:-/var/lib/vfiovm-local}
 K8S_VERSION=1.20.2
 K8S_SRC_PARENT=$VFIOVM_CACHE/k8s-src
 # Reuse an already unpacked (and partly built) source tree if one exists.
-for d in "$VFIOVM_CACHE/k8s-src/kubernetes-$K8S_VERSION" "$HOME/.cache/k8s-src/kubernetes-$K8S_VERSION"; do
-  if [[ -d $d ]]; then K8S_SRC=$d; break; fi
-done
+if [[ -z ${K8S_SRC:-} ]]; then
+  for d in "$VFIOVM_CACHE/k8s-src/kubernetes-$K8S_VERSION" "$HOME/.cache/k8s-src/kubernetes-$K8S_VERSION"; do
+    if [[ -d $d ]]; then K8S_SRC=$d; break; fi
+  done
+fi
 K8S_SRC=${K8S_SRC:-$K8S_SRC_PARENT/kubernetes-$K8S_VERSION}
 BIN=$LOCAL_CACHE/bin
 IMAGES=$LOCAL_CACHE/images
@@ -82,4 +84,17 @@ write_file() {
   local tmp; tmp=$(mktemp)
   cat > "$tmp"
   if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; chmod 0644 "$1"; fi
+}
+
+# helm_ install CHART RELEASE NS [k=v]... | helm_ uninstall RELEASE NS: helm-java, no helm binary needed.
+helm_() {
+  local cp=$LOCAL_CACHE/helm-java.classpath
+  if [[ ! -s $cp ]]; then
+    mvn -B -ntp -q -Dstyle.color=never -f "$LOCAL_DIR/helm/pom.xml" dependency:build-classpath -Dmdep.outputFile="$cp" >&2
+  fi
+  local cmd=$1; shift
+  case $cmd in
+    install) java -cp "$(cat "$cp")" "$LOCAL_DIR/helm/HelmRelease.java" install "$1" "$2" "$3" "$KUBECONFIG_ADMIN" "${@:4}" ;;
+    uninstall) java -cp "$(cat "$cp")" "$LOCAL_DIR/helm/HelmRelease.java" uninstall "$1" "$2" "$KUBECONFIG_ADMIN" ;;
+  esac
 }

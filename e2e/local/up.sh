@@ -27,7 +27,7 @@ write_file "$LOCAL_STATE/cni/net.d/10-vfiovm-local.conflist" <<JSON
       "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
       "ipam": {
         "type": "host-local", "dataDir": "$LOCAL_STATE/cni/ipam",
-        "ranges": [[{ "subnet": "$POD_CIDR", "rangeStart": "10.85.1.0", "gateway": "$NODE_IP" }]],
+        "ranges": [[{ "subnet": "$POD_CIDR", "rangeStart": "10.85.1.1", "gateway": "$NODE_IP" }]],
         "routes": [{ "dst": "0.0.0.0/0" }]
       }
     }
@@ -64,13 +64,11 @@ step "images (imported offline into containerd's k8s.io namespace)"
 ctr_ images import --base-name k8s.gcr.io/pause "$IMAGES/pause-3.4.tar" >/dev/null
 ctr_ images import --base-name docker.io/vfiovm-local/busybox "$IMAGES/busybox.tar" >/dev/null
 info "$PAUSE_IMAGE, docker.io/vfiovm-local/busybox:1"
-if [[ -f $REPO_DIR/operator/target/vfiovm.jar ]]; then
-  tar=$("$LOCAL_DIR/operator-image.sh" "$REPO_DIR/operator/target/vfiovm.jar")
-  repo=${OPERATOR_IMAGE%:*}
-  ctr_ images import --base-name "$repo" "$tar" >/dev/null
-  info "$OPERATOR_IMAGE (from operator/target/vfiovm.jar)"
+jar=${OPERATOR_JAR:-$REPO_DIR/operator/target/vfiovm.jar}
+if [[ -f $jar ]]; then
+  "$LOCAL_DIR/load-image.sh" "$jar"
 else
-  info "operator/target/vfiovm.jar not built: operator image skipped (mvn -pl operator package, then up.sh again)"
+  info "$jar not built: operator image skipped (mvn -pl operator package, then e2e/local/load-image.sh)"
 fi
 
 step "certificates and kubeconfigs ($PKI)"

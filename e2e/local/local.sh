@@ -31,15 +31,18 @@ up() {
   (cd "$REPO_DIR" && mvn -B -ntp -q -Dstyle.color=never package -DskipTests -pl operator -am)
   "$LOCAL_DIR/load-image.sh" "$REPO_DIR/operator/target/vfiovm.jar"
   step "helm upgrade --install $RELEASE $CHART"
-  helm_ install "$CHART" "$RELEASE" default \
+  local out d
+  out=$(helm_ install "$CHART" "$RELEASE" default \
     "image.repository=${OPERATOR_IMAGE%:*}" "image.tag=${OPERATOR_IMAGE##*:}" image.pullPolicy=Never \
-    "operator.memlockOverhead=$MEMLOCK_OVERHEAD"
-  # a new jar under the same tag: roll the operator so it runs the image just imported
-  local d
-  for d in $(kubectl_ -n vfiovm-system get deployment -l app.kubernetes.io/component=operator -o name); do
-    kubectl_ -n vfiovm-system rollout restart "$d" >/dev/null
-    kubectl_ -n vfiovm-system rollout status "$d" --timeout=300s
-  done
+    "operator.memlockOverhead=$MEMLOCK_OVERHEAD")
+  info "$out"
+  if [[ $out != *"(revision 1)"* ]]; then
+    # upgraded in place: the jar may be new under the same tag; roll the operator onto the image just imported
+    for d in $(kubectl_ -n vfiovm-system get deployment -l app.kubernetes.io/component=operator -o name); do
+      kubectl_ -n vfiovm-system rollout restart "$d" >/dev/null
+      kubectl_ -n vfiovm-system rollout status "$d" --timeout=300s
+    done
+  fi
   step "examples ($LOCAL_DIR/examples.yaml)"
   kubectl_ apply -f "$LOCAL_DIR/examples.yaml"
   wait_for 240 "vm-a and vm-b Running" sh -c \

@@ -1,6 +1,8 @@
 package dev.vfiovm;
 
+import dev.vfiovm.controller.OperatorCommand;
 import dev.vfiovm.local.StandaloneCommand;
+import dev.vfiovm.node.NodeAgentCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -12,7 +14,7 @@ import picocli.CommandLine.Command;
     name = "vfiovm",
     mixinStandardHelpOptions = true,
     description = "VFIO virtual machines with per-VM pinned-memory accounting.",
-    subcommands = {StandaloneCommand.class})
+    subcommands = {OperatorCommand.class, NodeAgentCommand.class, StandaloneCommand.class})
 public final class Main {
   public static void main(String[] args) {
     System.exit(commandLine().execute(args));

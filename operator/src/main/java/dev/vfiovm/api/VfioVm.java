@@ -1,5 +1,6 @@
 package dev.vfiovm.api;
 
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
 import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn.Type;
 import io.fabric8.kubernetes.api.model.Namespaced;
@@ -27,4 +28,18 @@ public class VfioVm extends io.fabric8.kubernetes.client.CustomResource<VfioVmSp
     implements Namespaced {
   public static final String GROUP = "vfiovm.dev";
   public static final String VERSION = "v1alpha1";
+
+  @Override
+  @JsonPropertyDescription(
+      "The VM: guest memory, VFIO devices, placement constraints, and how its pinned memory is accounted.")
+  public VfioVmSpec getSpec() {
+    return super.getSpec();
+  }
+
+  @Override
+  @JsonPropertyDescription(
+      "What the operator decided (host UID, node, memlock limit) and what the node agent reports (phase, pinned bytes).")
+  public VfioVmStatus getStatus() {
+    return super.getStatus();
+  }
 }

@@ -2,6 +2,7 @@ package dev.vfiovm.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.crd.generator.annotation.SchemaFrom;
 import io.fabric8.kubernetes.api.model.Condition;
 import java.util.ArrayList;
 import java.util.List;
@@ -47,6 +48,7 @@ public class VfioVmStatus {
   private List<DeviceStatus> devices = new ArrayList<>();
 
   @JsonPropertyDescription("UidAssigned, Placed, MemlockLimited, DmaMapped and Ready, each with reason and message.")
+  @SchemaFrom(type = ConditionSchema[].class)
   private List<Condition> conditions = new ArrayList<>();
 
   @JsonPropertyDescription("metadata.generation of the spec this status describes.")

@@ -1,0 +1,369 @@
+package dev.vfiovm.e2e.cluster;
+
+import static dev.vfiovm.e2e.cluster.VmChecks.condition;
+import static dev.vfiovm.e2e.cluster.VmChecks.describe;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.marcnuri.helm.Helm;
+import com.marcnuri.helm.Release;
+import dev.vfiovm.api.DmaBackend;
+import dev.vfiovm.api.NodeAgentReport;
+import dev.vfiovm.api.Phase;
+import dev.vfiovm.api.VfioVm;
+import dev.vfiovm.api.VfioVmSpec;
+import dev.vfiovm.e2e.chart.ChartRendering;
+import dev.vfiovm.testing.Prerequisites;
+import io.fabric8.kubernetes.api.model.Condition;
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
+import io.fabric8.kubernetes.api.model.Node;
+import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.apps.Deployment;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.dsl.MixedOperation;
+import io.fabric8.kubernetes.client.dsl.Resource;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import io.fabric8.kubernetes.api.model.KubernetesResourceList;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.UUID;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.MethodOrderer;
+import org.junit.jupiter.api.Order;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestMethodOrder;
+
+/**
+ * The product on a real cluster (whatever KUBECONFIG names; e2e/kind/run.sh makes one): install the chart,
+ * run VfioVms with the io-uring backend (accounting without an IOMMU), check UIDs, limits and pins, the seed
+ * scenario on one node, release on delete, uninstall. The operator image must already be in the cluster.
+ */
+@TestMethodOrder(MethodOrderer.OrderAnnotation.class)
+class VfioVmClusterE2E {
+  static final String NODE_POD_NAME_LABEL = "app.kubernetes.io/name";
+  static final String NODE_POD_NAME = "vfiovm-node";
+  static final String VM_NAMESPACE_LABEL = "vfiovm.dev/vm-namespace";
+  static final String VM_NAME_LABEL = "vfiovm.dev/vm-name";
+  static final String HOST_UID_LABEL = "vfiovm.dev/host-uid";
+  static final String HOST_RESERVE_ANNOTATION = "vfiovm.dev/host-reserve";
+  static final long UID_RANGE_START = 1879048192L;
+  static final long UID_RANGE_SIZE = 65536L;
+
+  static E2ESettings settings;
+  static KubernetesClient client;
+  static String vmNamespace;
+  static String reservedNode;
+  static boolean installed;
+
+  @BeforeAll
+  static void installChart() {
+    settings = E2ESettings.current();
+    Prerequisites.require(
+        Files.isRegularFile(settings.kubeconfig()),
+        "a cluster in KUBECONFIG (no kubeconfig at " + settings.kubeconfig() + "); e2e/kind/run.sh creates one");
+    client = new KubernetesClientBuilder().build(); // KUBECONFIG, as helm reads it
+    Prerequisites.require(reachable(client), "a reachable cluster at " + client.getMasterUrl());
+
+    uninstall(true); // a release left over from an interrupted run
+    Release release =
+        helmInstall(
+            new Helm(ChartRendering.chartDir())
+                .install()
+                .withName(settings.release())
+                .withNamespace(settings.releaseNamespace())
+                .withKubeConfig(settings.kubeconfig())
+                .waitReady()
+                .withTimeout((int) settings.timeout().toSeconds()));
+    installed = true;
+    assertThat(release.getStatus()).isEqualTo("deployed");
+
+    // users' namespaces stay Pod Security `restricted`: node pods never run here
+    vmNamespace = "vfiovm-e2e-" + UUID.randomUUID().toString().substring(0, 8);
+    client
+        .namespaces()
+        .resource(
+            new NamespaceBuilder()
+                .withNewMetadata()
+                .withName(vmNamespace)
+                .addToLabels("pod-security.kubernetes.io/enforce", "restricted")
+                .endMetadata()
+                .build())
+        .create();
+  }
+
+  @AfterAll
+  static void cleanUp() {
+    if (client == null) {
+      return;
+    }
+    try {
+      if (vmNamespace != null && installed) {
+        vms().inNamespace(vmNamespace).delete();
+        awaitAllReleased();
+      }
+    } finally {
+      if (reservedNode != null) {
+        client.nodes().withName(reservedNode).edit(n -> {
+          if (n.getMetadata().getAnnotations() != null) {
+            n.getMetadata().getAnnotations().remove(HOST_RESERVE_ANNOTATION);
+          }
+          return n;
+        });
+      }
+      if (vmNamespace != null) {
+        client.namespaces().withName(vmNamespace).delete();
+      }
+      if (installed) {
+        uninstall(true);
+      }
+      client.close();
+    }
+  }
+
+  @Test
+  @Order(1)
+  void operatorIsReadyAndServesMetrics() {
+    Deployment operator =
+        client.apps().deployments().inNamespace(settings.operatorNamespace()).withLabel(
+            "app.kubernetes.io/component", "operator").list().getItems().get(0);
+    assertThat(operator.getStatus().getAvailableReplicas()).isEqualTo(1);
+
+    Pod pod =
+        client.pods().inNamespace(settings.operatorNamespace())
+            .withLabel("app.kubernetes.io/component", "operator").list().getItems().get(0);
+    String proxy =
+        "/api/v1/namespaces/" + settings.operatorNamespace() + "/pods/" + pod.getMetadata().getName() + ":8080/proxy";
+    assertThat(client.raw(proxy + "/readyz")).isNotNull();
+    String metrics = client.raw(proxy + "/metrics");
+    assertThat(metrics).as("Prometheus text from /metrics").contains("# TYPE").contains("vfiovm_host_uids_left");
+  }
+
+  @Test
+  @Order(2)
+  void vmsRunUnderDistinctUidsWithTheirLimitsAndPins() {
+    List<VfioVm> created = List.of(create("alpha", null), create("beta", null));
+
+    List<VfioVm> running = awaitPhase(created, Phase.Running);
+
+    assertThat(VmChecks.distinctHostUids(running)).as("distinct host UIDs: %s", running).isTrue();
+    for (VfioVm vm : running) {
+      var status = vm.getStatus();
+      assertThat(status.getHostUid()).isBetween(UID_RANGE_START, UID_RANGE_START + UID_RANGE_SIZE - 1);
+      assertThat(status.getMemlockLimitBytes()).as(describe(vm)).isEqualTo(settings.expectedMemlockBytes());
+      assertThat(status.getPinnedBytes()).as(describe(vm)).isEqualTo(settings.vmMemoryBytes());
+      assertThat(status.getDmaBackend()).isEqualTo("IoUring");
+      assertThat(condition(vm, "Ready")).map(Condition::getStatus).as(describe(vm)).contains("True");
+      assertThat(condition(vm, "MemlockLimited")).map(Condition::getStatus).contains("True");
+
+      Pod pod = nodePod(vm);
+      assertThat(pod.getMetadata().getNamespace()).isEqualTo(settings.operatorNamespace());
+      assertThat(status.getPodName()).endsWith(pod.getMetadata().getName());
+      assertThat(pod.getMetadata().getLabels())
+          .containsEntry("app.kubernetes.io/managed-by", "vfiovm-operator")
+          .containsEntry(HOST_UID_LABEL, String.valueOf(status.getHostUid()));
+      assertThat(pod.getMetadata().getAnnotations())
+          .containsEntry("vfiovm.dev/vm", vmNamespace + "/" + vm.getMetadata().getName())
+          .containsKey(NodeAgentReport.POD_ANNOTATION);
+      NodeAgentReport report =
+          Serialization.unmarshal(
+              pod.getMetadata().getAnnotations().get(NodeAgentReport.POD_ANNOTATION), NodeAgentReport.class);
+      assertThat(report.getPhase()).isEqualTo(NodeAgentReport.AgentPhase.Running);
+      assertThat(report.getHostUid()).isEqualTo(status.getHostUid());
+      assertThat(report.getPinnedBytes()).isEqualTo(settings.vmMemoryBytes());
+      assertThat(pod.getSpec().getNodeName()).isEqualTo(status.getNodeName());
+      assertThat(pod.getSpec().getServiceAccountName()).isEqualTo("vfiovm-node");
+      assertThat(pod.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isTrue();
+    }
+
+    assertThat(client.pods().inNamespace(vmNamespace).list().getItems())
+        .as("no pod in the users' (restricted) namespace").isEmpty();
+
+    deleteAndAwaitReleased(created);
+  }
+
+  @Test
+  @Order(3)
+  void seedScenarioTwoVmsSideBySideAndTheThirdWaitsForBudget() {
+    Node node = seedNode();
+    long allocatable =
+        Quantity.getAmountInBytes(node.getStatus().getAllocatable().get("memory")).longValueExact();
+    long reserve = BudgetPlan.hostReserveFittingExactly(allocatable, settings.expectedMemlockBytes(), 2);
+    reservedNode = node.getMetadata().getName();
+    client.nodes().withName(reservedNode).edit(n -> {
+      n.getMetadata().getAnnotations().put(HOST_RESERVE_ANNOTATION, String.valueOf(reserve));
+      return n;
+    });
+
+    VfioVm first = create("first", reservedNode);
+    VfioVm second = create("second", reservedNode);
+    List<VfioVm> both = awaitPhase(List.of(first, second), Phase.Running);
+    assertThat(VmChecks.distinctHostUids(both)).as("side by side under distinct UIDs: %s", both).isTrue();
+    assertThat(both).allSatisfy(vm -> assertThat(vm.getStatus().getPinnedBytes()).isEqualTo(settings.vmMemoryBytes()));
+
+    VfioVm third = create("third", reservedNode);
+    await("third VM Pending for budget")
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          VfioVm now = get(third);
+          assertThat(now.getStatus()).as(describe(now)).isNotNull();
+          assertThat(now.getStatus().getPhase()).as(describe(now)).isEqualTo(Phase.Pending);
+          assertThat(condition(now, "Placed")).map(Condition::getReason).as(describe(now))
+              .contains("InsufficientBudget");
+        });
+    assertThat(nodePods(third)).as("no node pod for a VM that does not fit").isEmpty();
+
+    // deleting one running VM releases its UID and budget: the third one starts
+    deleteAndAwaitReleased(List.of(first));
+    List<VfioVm> after = awaitPhase(List.of(second, third), Phase.Running);
+    assertThat(VmChecks.distinctHostUids(after)).as("%s", after).isTrue();
+
+    deleteAndAwaitReleased(List.of(second, third));
+  }
+
+  @Test
+  @Order(4)
+  void uninstallRemovesTheOperator() {
+    vms().inNamespace(vmNamespace).delete();
+    awaitAllReleased();
+
+    uninstall(false);
+    installed = false;
+
+    await("operator namespace and cluster roles gone")
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(2))
+        .untilAsserted(() -> {
+          assertThat(client.namespaces().withName(settings.operatorNamespace()).get()).isNull();
+          assertThat(client.rbac().clusterRoles().withLabel("app.kubernetes.io/instance", settings.release())
+              .list().getItems()).isEmpty();
+        });
+  }
+
+  // --- helpers
+
+  static MixedOperation<VfioVm, KubernetesResourceList<VfioVm>, Resource<VfioVm>> vms() {
+    return client.resources(VfioVm.class);
+  }
+
+  static VfioVm create(String name, String nodeName) {
+    VfioVmSpec spec = new VfioVmSpec();
+    spec.setMemory(settings.vmMemory());
+    spec.setDmaBackend(DmaBackend.IoUring);
+    spec.setNodeName(nodeName);
+    VfioVm vm = new VfioVm();
+    vm.setMetadata(new ObjectMetaBuilder().withName(name).withNamespace(vmNamespace).build());
+    vm.setSpec(spec);
+    return vms().inNamespace(vmNamespace).resource(vm).create();
+  }
+
+  static VfioVm get(VfioVm vm) {
+    return vms().inNamespace(vmNamespace).withName(vm.getMetadata().getName()).get();
+  }
+
+  static List<VfioVm> awaitPhase(List<VfioVm> vms, Phase phase) {
+    List<VfioVm> current = new ArrayList<>();
+    await("VMs " + phase)
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          current.clear();
+          vms.forEach(vm -> current.add(get(vm)));
+          assertThat(current)
+              .as("%s", current.stream().map(VmChecks::describe).toList())
+              .allSatisfy(vm -> assertThat(vm != null && vm.getStatus() != null
+                  && vm.getStatus().getPhase() == phase).isTrue());
+        });
+    return List.copyOf(current);
+  }
+
+  static List<Pod> nodePods(VfioVm vm) {
+    return client.pods().inNamespace(settings.operatorNamespace())
+        .withLabels(Map.of(
+            NODE_POD_NAME_LABEL, NODE_POD_NAME,
+            VM_NAMESPACE_LABEL, vmNamespace,
+            VM_NAME_LABEL, vm.getMetadata().getName()))
+        .list().getItems();
+  }
+
+  static Pod nodePod(VfioVm vm) {
+    List<Pod> pods = nodePods(vm);
+    assertThat(pods).as("one node pod for %s", describe(vm)).hasSize(1);
+    return pods.get(0);
+  }
+
+  /** Deleting a VM stops its node pod and releases its UID and budget: VM and pod both disappear. */
+  static void deleteAndAwaitReleased(List<VfioVm> toDelete) {
+    toDelete.forEach(vm -> vms().inNamespace(vmNamespace).withName(vm.getMetadata().getName()).delete());
+    await("VMs and node pods gone")
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          for (VfioVm vm : toDelete) {
+            assertThat(get(vm)).as("VfioVm %s still there: %s", vm.getMetadata().getName(), describe(get(vm))).isNull();
+            assertThat(nodePods(vm)).as("node pods of %s", vm.getMetadata().getName()).isEmpty();
+          }
+        });
+  }
+
+  static void awaitAllReleased() {
+    await("every VfioVm of the test namespace and its node pod gone")
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          assertThat(vms().inNamespace(vmNamespace).list().getItems()).isEmpty();
+          assertThat(client.pods().inNamespace(settings.operatorNamespace())
+              .withLabels(Map.of(NODE_POD_NAME_LABEL, NODE_POD_NAME, VM_NAMESPACE_LABEL, vmNamespace))
+              .list().getItems()).isEmpty();
+        });
+  }
+
+  static Node seedNode() {
+    if (settings.node().isPresent()) {
+      return client.nodes().withName(settings.node().get()).require();
+    }
+    return client.nodes().list().getItems().stream()
+        .filter(n -> n.getSpec().getUnschedulable() == null || !n.getSpec().getUnschedulable())
+        .filter(n -> n.getStatus().getConditions().stream()
+            .anyMatch(c -> "Ready".equals(c.getType()) && "True".equals(c.getStatus())))
+        .findFirst()
+        .orElseThrow(() -> new AssertionError("no Ready schedulable node in the cluster"));
+  }
+
+  static void uninstall(boolean ignoreNotFound) {
+    var uninstall =
+        Helm.uninstall(settings.release())
+            .withNamespace(settings.releaseNamespace())
+            .withKubeConfig(settings.kubeconfig());
+    helm((ignoreNotFound ? uninstall.ignoreNotFound() : uninstall)::call);
+  }
+
+  static boolean reachable(KubernetesClient client) {
+    try {
+      client.getKubernetesVersion();
+      return true;
+    } catch (RuntimeException e) {
+      return false;
+    }
+  }
+
+  static Release helmInstall(com.marcnuri.helm.InstallCommand install) {
+    settings.helmValues().forEach(install::set);
+    return install.call();
+  }
+
+  static void helm(java.util.concurrent.Callable<?> command) {
+    try {
+      command.call();
+    } catch (Exception e) {
+      throw new IllegalStateException("helm: " + e.getMessage(), e);
+    }
+  }
+}

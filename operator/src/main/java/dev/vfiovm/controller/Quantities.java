@@ -1,0 +1,70 @@
+package dev.vfiovm.controller;
+
+import io.fabric8.kubernetes.api.model.Quantity;
+import java.math.BigDecimal;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/** Kubernetes quantities as exact byte counts. */
+public final class Quantities {
+  private static final Pattern PLAIN = Pattern.compile("^([+-]?[0-9]+(?:\\.[0-9]*)?|[+-]?\\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|)$");
+  private static final Map<String, BigDecimal> MULTIPLIERS = Map.ofEntries(
+      Map.entry("", BigDecimal.ONE),
+      Map.entry("m", new BigDecimal("0.001")),
+      Map.entry("k", BigDecimal.TEN.pow(3)),
+      Map.entry("M", BigDecimal.TEN.pow(6)),
+      Map.entry("G", BigDecimal.TEN.pow(9)),
+      Map.entry("T", BigDecimal.TEN.pow(12)),
+      Map.entry("P", BigDecimal.TEN.pow(15)),
+      Map.entry("E", BigDecimal.TEN.pow(18)),
+      Map.entry("Ki", BigDecimal.valueOf(2).pow(10)),
+      Map.entry("Mi", BigDecimal.valueOf(2).pow(20)),
+      Map.entry("Gi", BigDecimal.valueOf(2).pow(30)),
+      Map.entry("Ti", BigDecimal.valueOf(2).pow(40)),
+      Map.entry("Pi", BigDecimal.valueOf(2).pow(50)),
+      Map.entry("Ei", BigDecimal.valueOf(2).pow(60)));
+
+  private Quantities() {}
+
+  /**
+   * Bytes of a quantity such as 4Gi, 512Mi or 3145728.
+   *
+   * @throws IllegalArgumentException when it is not a quantity, not a whole number of bytes, or too large
+   */
+  public static long bytes(String quantity) {
+    if (quantity == null || quantity.isBlank()) {
+      throw new IllegalArgumentException("empty quantity");
+    }
+    BigDecimal amount;
+    Matcher m = PLAIN.matcher(quantity.trim());
+    if (m.matches()) {
+      // exact arithmetic: fabric8's Quantity loses precision around 2^62 (4Ei came out as ...388000)
+      amount = new BigDecimal(m.group(1)).multiply(MULTIPLIERS.get(m.group(2)));
+    } else {
+      try {
+        amount = Quantity.getAmountInBytes(Quantity.parse(quantity.trim()));
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("'" + quantity + "' is not a Kubernetes quantity (e.g. 4Gi, 512Mi)");
+      }
+    }
+    try {
+      return amount.longValueExact();
+    } catch (ArithmeticException e) {
+      throw new IllegalArgumentException(
+          "'" + quantity + "' is not a whole number of bytes below 2^63 (" + amount.toPlainString() + ")");
+    }
+  }
+
+  /** A byte count for messages: exact Gi/Mi/Ki when it divides, else bytes. */
+  public static String human(long bytes) {
+    String[] units = {"Ei", "Pi", "Ti", "Gi", "Mi", "Ki"};
+    for (int i = 0; i < units.length; i++) {
+      long unit = 1L << (10 * (units.length - i));
+      if (bytes != 0 && bytes % unit == 0) {
+        return (bytes / unit) + units[i];
+      }
+    }
+    return Long.toString(bytes);
+  }
+}

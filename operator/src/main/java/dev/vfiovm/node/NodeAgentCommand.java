@@ -1,0 +1,122 @@
+package dev.vfiovm.node;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Stack;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.IParameterConsumer;
+import picocli.CommandLine.Model.ArgSpec;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/** `node-agent`: the privileged per-VM process of a node pod; also runs by hand as root. */
+@Command(
+    name = "node-agent",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Starts one VM process as the VM's host UID in its own user namespace, with its RLIMIT_MEMLOCK set from",
+      "outside, lets it pin its guest memory (iommufd or io_uring) so the pins are charged to it, reports,",
+      "holds until SIGTERM, then releases every pin. Exit 0 when stopped; 1 with one stderr line on failure."
+    })
+public final class NodeAgentCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Option(names = "--vm", required = true, paramLabel = "NS/NAME", description = "The VfioVm.")
+  String vm;
+
+  @Option(names = "--host-uid", required = true, paramLabel = "UID", description = "The VM's own host UID.")
+  long hostUid;
+
+  @Option(names = "--memory", required = true, paramLabel = "Q", description = "Guest memory, e.g. 4Gi.")
+  String memory;
+
+  @Option(names = "--memlock", required = true, paramLabel = "Q", description = "RLIMIT_MEMLOCK of the VM process.")
+  String memlock;
+
+  @Option(names = "--device", paramLabel = "BDF", description = "PCI address of a VFIO device (repeatable).")
+  List<String> devices = new ArrayList<>();
+
+  @Option(names = "--accounting", defaultValue = "per-process", paramLabel = "per-process|per-user")
+  String accounting;
+
+  @Option(names = "--dma-backend", defaultValue = "auto", paramLabel = "auto|iommufd|io-uring")
+  String dmaBackend;
+
+  @Option(names = "--report", paramLabel = "FILE", description = "Report JSON, rewritten atomically.")
+  Path report;
+
+  @Option(names = "--report-pod", paramLabel = "NS/NAME", description = "Pod whose annotation gets the report.")
+  String reportPod;
+
+  @Option(
+      names = "--vm-command",
+      arity = "1..*",
+      paramLabel = "CMD",
+      parameterConsumer = RestOfLine.class,
+      description = "Last option: the VM process execs CMD ARG... after mapping (all remaining arguments).")
+  List<String> vmCommand = new ArrayList<>();
+
+  @Option(names = "--exit-after-map", description = "Map, report, release and exit 0.")
+  boolean exitAfterMap;
+
+  /** --vm-command takes every argument after it, options of the command included. */
+  static final class RestOfLine implements IParameterConsumer {
+    @Override
+    public void consumeParameters(Stack<String> args, ArgSpec argSpec, CommandSpec commandSpec) {
+      List<String> rest = new ArrayList<>();
+      while (!args.isEmpty()) {
+        rest.add(args.pop());
+      }
+      if (rest.isEmpty()) {
+        throw new picocli.CommandLine.ParameterException(commandSpec.commandLine(), "--vm-command needs CMD");
+      }
+      List<String> value = argSpec.getValue();
+      if (value == null) {
+        value = new ArrayList<>();
+        argSpec.setValue(value);
+      }
+      value.addAll(rest);
+    }
+  }
+
+  NodeAgentPlan plan() {
+    return new NodeAgentPlan(
+        vm,
+        hostUid,
+        Quantities.bytes(memory, "--memory"),
+        Quantities.bytes(memlock, "--memlock"),
+        devices,
+        NodeAgentPlan.parseAccounting(accounting),
+        NodeAgentPlan.parseBackend(dmaBackend),
+        report,
+        reportPod,
+        vmCommand,
+        exitAfterMap);
+  }
+
+  @Override
+  public Integer call() {
+    // logs go to stdout: stderr carries only the one line naming a failure's cause
+    System.setProperty("org.slf4j.simpleLogger.logFile", "System.out");
+    System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
+    NodeAgentPlan plan;
+    try {
+      plan = plan();
+    } catch (IllegalArgumentException e) {
+      System.err.println("node-agent: InvalidArgument: " + e.getMessage());
+      return 2;
+    }
+    NodeAgent agent = new NodeAgent(plan, SysfsDevices.host());
+    sun.misc.SignalHandler stop = sig -> agent.requestStop();
+    sun.misc.Signal.handle(new sun.misc.Signal("TERM"), stop);
+    sun.misc.Signal.handle(new sun.misc.Signal("INT"), stop);
+    NodeAgent.Outcome outcome = agent.run();
+    if (outcome.failureLine() != null) {
+      System.err.println(outcome.failureLine());
+    }
+    return outcome.exitCode();
+  }
+}

@@ -1,0 +1,95 @@
+package dev.vfiovm.node;
+
+import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.DmaBackend;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * What one node agent does for one VM, validated: the VM's host UID, guest memory, its RLIMIT_MEMLOCK, its
+ * devices and how pins are accounted. Built from the CLI; pure.
+ */
+public record NodeAgentPlan(
+    String vm,
+    long hostUid,
+    long memoryBytes,
+    long memlockBytes,
+    List<String> devices,
+    Accounting accounting,
+    DmaBackend dmaBackend,
+    Path reportFile,
+    String reportPod,
+    List<String> vmCommand,
+    boolean exitAfterMap) {
+
+  static final long PAGE = 4096;
+
+  public NodeAgentPlan {
+    devices = List.copyOf(devices);
+    vmCommand = List.copyOf(vmCommand);
+    if (vm == null || !vm.matches("[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")) {
+      throw new IllegalArgumentException("--vm '" + vm + "' must be NAMESPACE/NAME of the VfioVm");
+    }
+    if (hostUid <= 0 || hostUid >= 0xFFFFFFFFL) {
+      throw new IllegalArgumentException(
+          "--host-uid " + hostUid + " must be a host UID above 0 (the VM's own UID, never root)");
+    }
+    if (memoryBytes % PAGE != 0) {
+      throw new IllegalArgumentException(
+          "--memory " + memoryBytes + " must be a multiple of the page size " + PAGE + " (e.g. 4Gi)");
+    }
+    if (memlockBytes < memoryBytes) {
+      throw new IllegalArgumentException(
+          "--memlock " + memlockBytes + " is below --memory " + memoryBytes
+              + ": the VM could not pin its guest memory; give memlock >= memory (the operator adds an overhead)");
+    }
+    if (reportPod != null && !reportPod.matches("[^/\\s]+/[^/\\s]+")) {
+      throw new IllegalArgumentException("--report-pod '" + reportPod + "' must be NAMESPACE/NAME");
+    }
+    if (dmaBackend == DmaBackend.Iommufd && devices.isEmpty()) {
+      throw new IllegalArgumentException(
+          "--dma-backend iommufd needs at least one --device: iommufd pins guest memory only for attached devices");
+    }
+  }
+
+  /**
+   * The backend really used: Auto takes iommufd when the host has /dev/iommu and the VM has a device to
+   * attach (without one iommufd would pin nothing), else io_uring.
+   */
+  public DmaBackend effectiveBackend(boolean hostHasIommufd) {
+    return switch (dmaBackend) {
+      case Iommufd -> DmaBackend.Iommufd;
+      case IoUring -> DmaBackend.IoUring;
+      case Auto -> hostHasIommufd && !devices.isEmpty() ? DmaBackend.Iommufd : DmaBackend.IoUring;
+    };
+  }
+
+  /**
+   * The accounting really in force: io_uring charges the user only (the per-VM UID makes that per-VM);
+   * iommufd does what the plan asks (per-process through IOMMU_OPTION RLIMIT_MODE).
+   */
+  public Accounting effectiveAccounting(DmaBackend backend) {
+    return backend == DmaBackend.IoUring ? Accounting.PerUser : accounting;
+  }
+
+  /** CLI spelling of an accounting mode: per-process, per-user. */
+  public static Accounting parseAccounting(String text) {
+    return switch (text == null ? "" : text.trim().toLowerCase()) {
+      case "per-process", "perprocess" -> Accounting.PerProcess;
+      case "per-user", "peruser" -> Accounting.PerUser;
+      default -> throw new IllegalArgumentException(
+          "--accounting '" + text + "' must be per-process or per-user");
+    };
+  }
+
+  /** CLI spelling of a backend: auto, iommufd, io-uring. */
+  public static DmaBackend parseBackend(String text) {
+    return switch (text == null ? "" : text.trim().toLowerCase()) {
+      case "auto" -> DmaBackend.Auto;
+      case "iommufd" -> DmaBackend.Iommufd;
+      case "io-uring", "io_uring", "iouring" -> DmaBackend.IoUring;
+      default -> throw new IllegalArgumentException(
+          "--dma-backend '" + text + "' must be auto, iommufd or io-uring");
+    };
+  }
+}

@@ -1,0 +1,317 @@
+package dev.vfiovm.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import dev.vfiovm.api.NodeAgentReport;
+import dev.vfiovm.api.NodeAgentReport.AgentPhase;
+import dev.vfiovm.node.kernel.Kernel;
+import dev.vfiovm.testing.Prerequisites;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The node agent on the real kernel, as root, through its real CLI (the shaded jar): the seed's problem
+ * (two VMs under one UID share one per-user budget), its fix (a UID per VM), a compromised VM staying
+ * within its limit, nothing leaking, VMs not touching each other. Small limits: the hard memlock limit here
+ * is 8 MiB and root lacks CAP_SYS_RESOURCE. The io_uring backend stands in for iommufd's per-user mode
+ * (same user_struct counter, same RLIMIT_MEMLOCK check); the iommufd tier repeats these on /dev/iommu.
+ */
+class NodeAgentKernelIT {
+  static final long MIB = 1 << 20;
+  static final long LIMIT = 4 * MIB;
+  static final long GUEST = 3 * MIB;
+  /** The io_uring ring itself costs two pages of the VM's budget. */
+  static final long RING = 2 * 4096;
+
+  /** Fresh UIDs per run, inside the operator's default range, so runs never share a user_struct. */
+  static final AtomicLong NEXT_UID = new AtomicLong(0x70000000L + 0x8000 + (System.nanoTime() & 0x3fff) * 4);
+
+  static Path jar;
+
+  @TempDir Path dir;
+  final List<Process> agents = new ArrayList<>();
+
+  @BeforeAll
+  static void prerequisites() throws IOException {
+    String jarEnv = System.getenv("VFIOVM_JAR");
+    jar = jarEnv == null ? null : Path.of(jarEnv);
+    Prerequisites.require("root".equals(System.getProperty("user.name")), "root (run the kernel tier as root)");
+    Prerequisites.require(jar != null && Files.isRegularFile(jar), "the shaded jar (mvn package) at VFIOVM_JAR");
+    Prerequisites.require(
+        Files.isExecutable(Path.of("/usr/bin/setpriv")) && Files.isExecutable(Path.of("/usr/bin/unshare")),
+        "util-linux setpriv and unshare");
+    Prerequisites.require(
+        Files.readString(Path.of("/proc/sys/kernel/io_uring_disabled")).trim().equals("0"),
+        "io_uring enabled (sysctl kernel.io_uring_disabled=0)");
+    Prerequisites.require(
+        Long.parseLong(Files.readString(Path.of("/proc/sys/user/max_user_namespaces")).trim()) > 0,
+        "user namespaces (sysctl user.max_user_namespaces > 0)");
+    Prerequisites.require(Kernel.memlockLimit(0)[1] >= 2 * LIMIT, "a memlock hard limit of at least 8 MiB");
+  }
+
+  @AfterEach
+  void stopAgents() throws InterruptedException {
+    for (Process p : agents) {
+      p.destroy();
+    }
+    for (Process p : agents) {
+      if (!p.waitFor(20, TimeUnit.SECONDS)) {
+        p.destroyForcibly();
+      }
+    }
+  }
+
+  /** A running node-agent process and its files. */
+  record Agent(Process process, Path reportFile, Path out, Path err) {
+    NodeAgentReport report() {
+      try {
+        return ReportPublisher.fromJson(Files.readString(reportFile));
+      } catch (IOException e) {
+        return null;
+      }
+    }
+
+    /** Waits for the phase (or for the agent to end, so a wrong outcome fails at once with its stderr). */
+    NodeAgentReport awaitPhase(AgentPhase phase) {
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .pollInterval(Duration.ofMillis(50))
+          .until(() -> !process.isAlive() || report() != null && report().getPhase() == phase);
+      assertThat(report().getPhase()).as("phase; stderr: %s", stderr()).isEqualTo(phase);
+      return report();
+    }
+
+    int vmPid() {
+      return report().getVmPid().intValue();
+    }
+
+    int exit() throws InterruptedException {
+      assertThat(process.waitFor(60, TimeUnit.SECONDS)).as("agent exits").isTrue();
+      return process.exitValue();
+    }
+
+    String stderr() {
+      try {
+        return Files.readString(err);
+      } catch (IOException e) {
+        return "";
+      }
+    }
+
+    String stdout() {
+      try {
+        return Files.readString(out);
+      } catch (IOException e) {
+        return "";
+      }
+    }
+
+    /** SIGTERM, as the kubelet does; returns the exit code. */
+    int stop() throws InterruptedException {
+      process.destroy();
+      return exit();
+    }
+  }
+
+  Agent agent(String name, long uid, long memory, long memlock, String... extra) throws IOException {
+    Path report = dir.resolve(name + ".json");
+    Path out = dir.resolve(name + ".out");
+    Path err = dir.resolve(name + ".err");
+    List<String> cmd = new ArrayList<>();
+    cmd.addAll(
+        List.of(
+            Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(),
+            "node-agent", "--vm", "kernel-it/" + name, "--host-uid", Long.toString(uid),
+            "--memory", Long.toString(memory), "--memlock", Long.toString(memlock),
+            "--accounting", "per-user", "--dma-backend", "io-uring", "--report", report.toString()));
+    cmd.addAll(List.of(extra));
+    Process p = new ProcessBuilder(cmd).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+    agents.add(p);
+    return new Agent(p, report, out, err);
+  }
+
+  static long uid() {
+    return NEXT_UID.getAndIncrement();
+  }
+
+  static ProcStatus proc(int pid) throws IOException {
+    return ProcStatus.of(pid);
+  }
+
+  /** Soft and hard "Max locked memory" of a process, from /proc/PID/limits. */
+  static List<Long> memlockOf(int pid) throws IOException {
+    for (String l : Files.readAllLines(Path.of("/proc/" + pid + "/limits"))) {
+      if (l.startsWith("Max locked memory")) {
+        String[] w = l.substring("Max locked memory".length()).trim().split("\\s+");
+        return List.of(Long.parseLong(w[0]), Long.parseLong(w[1]));
+      }
+    }
+    throw new IllegalStateException("no memlock line");
+  }
+
+  @Test
+  void theSeedTwoVmsUnderOneUidShareOneBudgetSoTheSecondFailsWithEnomem() throws Exception {
+    long shared = uid();
+    Agent vm1 = agent("seed-vm1", shared, GUEST, LIMIT);
+    vm1.awaitPhase(AgentPhase.Running);
+    Agent vm2 = agent("seed-vm2", shared, GUEST, LIMIT, "--exit-after-map");
+
+    assertThat(vm2.exit()).isEqualTo(1);
+    NodeAgentReport r2 = vm2.report();
+    assertThat(r2.getPhase()).isEqualTo(AgentPhase.Failed);
+    assertThat(r2.getError()).isEqualTo("ENOMEM");
+    assertThat(r2.getPinnedBytes()).isZero();
+    List<String> errLines = vm2.stderr().lines().toList();
+    assertThat(errLines).hasSize(1);
+    assertThat(errLines.get(0)).contains("ENOMEM", Long.toString(GUEST), Long.toString(LIMIT));
+    // its own limit would have allowed it: 3 MiB < 4 MiB; the first VM's pins are what count
+    assertThat(vm1.report().getPhase()).isEqualTo(AgentPhase.Running);
+    assertThat(proc(vm1.vmPid()).vmPinBytes()).isEqualTo(GUEST);
+  }
+
+  @Test
+  void theFixDistinctUidsBothPinAndStartingVm2NeverTouchesVm1() throws Exception {
+    Agent vm1 = agent("fix-vm1", uid(), GUEST, LIMIT);
+    NodeAgentReport r1 = vm1.awaitPhase(AgentPhase.Running);
+    ProcStatus before = proc(vm1.vmPid());
+    List<Long> limitBefore = memlockOf(vm1.vmPid());
+
+    Agent vm2 = agent("fix-vm2", uid(), GUEST, LIMIT);
+    NodeAgentReport r2 = vm2.awaitPhase(AgentPhase.Running);
+
+    assertThat(r1.getPinnedBytes()).isEqualTo(GUEST);
+    assertThat(r2.getPinnedBytes()).isEqualTo(GUEST);
+    assertThat(r2.getDmaBackend()).isEqualTo("IoUring");
+    assertThat(r2.getAccounting()).isEqualTo("PerUser");
+    assertThat(proc(vm2.vmPid()).vmPinBytes()).isEqualTo(GUEST);
+    // VM1's limit, pins and identity are exactly as before VM2 started
+    assertThat(memlockOf(vm1.vmPid())).isEqualTo(limitBefore).containsExactly(LIMIT, LIMIT);
+    assertThat(proc(vm1.vmPid())).isEqualTo(before);
+    assertThat(vm1.report().getPhase()).isEqualTo(AgentPhase.Running);
+  }
+
+  @Test
+  void theVmProcessIsItsUidAsRootOfItsOwnUserNamespaceWithNoPrivilegeOutside() throws Exception {
+    long uid = uid();
+    Agent vm = agent("identity", uid, GUEST, LIMIT);
+    vm.awaitPhase(AgentPhase.Running);
+    int pid = vm.vmPid();
+    ProcStatus s = proc(pid);
+    assertThat(s.uids()).containsOnly(uid);
+    assertThat(s.gids()).containsOnly(uid);
+    assertThat(s.uidMap()).isEqualTo("0 " + uid + " 1");
+    assertThat(Files.readSymbolicLink(Path.of("/proc/" + pid + "/ns/user")))
+        .isNotEqualTo(Files.readSymbolicLink(Path.of("/proc/self/ns/user")));
+    List<String> status = Files.readAllLines(Path.of("/proc/" + pid + "/status"));
+    assertThat(status).contains("NoNewPrivs:\t1");
+    assertThat(memlockOf(pid)).containsExactly(LIMIT, LIMIT);
+    // the agent pins nothing itself: every pin is the VM process's
+    ProcStatus agent = proc((int) vm.process().pid());
+    assertThat(agent.vmPinBytes()).isZero();
+    assertThat(agent.vmLckBytes()).isZero();
+    assertThat(s.vmPinBytes()).isEqualTo(GUEST);
+  }
+
+  @Test
+  void aCompromisedVmIsBoundedAndOtherVmsKeepTheirPins() throws Exception {
+    Agent other = agent("other", uid(), GUEST, LIMIT);
+    other.awaitPhase(AgentPhase.Running);
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    String cp = jar + ":" + Path.of(CompromisedVm.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+    Agent bad =
+        agent(
+            "compromised", uid(), GUEST, LIMIT,
+            "--vm-command", java, "-Djna.tmpdir=/tmp", "-XX:-UsePerfData", "-cp", cp, CompromisedVm.class.getName());
+    bad.awaitPhase(AgentPhase.Running);
+    await().atMost(Duration.ofSeconds(60)).until(() -> bad.stdout().contains("compromised-vm=holding"));
+
+    String out = bad.stdout();
+    assertThat(out).contains("fd3=/memfd:vfiovm-guest (deleted)", "fd4=anon_inode:[io_uring]");
+    assertThat(out).contains("raise-memlock=EPERM");
+    assertThat(out).contains("pin-beyond-limit=ENOMEM");
+    // no /dev/iommu on this host: RLIMIT_MODE refusal is proven by the iommufd tier
+    assertThat(out).contains("rlimit-mode=no-iommufd");
+    assertThat(bad.report().getPhase()).isEqualTo(AgentPhase.Running);
+    assertThat(proc(other.vmPid()).vmPinBytes()).isEqualTo(GUEST);
+    assertThat(other.report().getPhase()).isEqualTo(AgentPhase.Running);
+  }
+
+  @Test
+  void nothingLeaksAfterSigtermTheSameUidCanPinItsFullLimitAgain() throws Exception {
+    long uid = uid();
+    Agent first = agent("leak-first", uid, GUEST, LIMIT);
+    first.awaitPhase(AgentPhase.Running);
+    int vmPid = first.vmPid();
+    assertThat(proc(vmPid).vmPinBytes()).isEqualTo(GUEST);
+
+    assertThat(first.stop()).isZero();
+    NodeAgentReport stopped = first.report();
+    assertThat(stopped.getPhase()).isEqualTo(AgentPhase.Stopped);
+    assertThat(stopped.getPinnedBytes()).isZero();
+    assertThat(Path.of("/proc/" + vmPid)).doesNotExist();
+
+    // the whole budget minus the ring's two pages: fails if even one page were still charged to the UID
+    Agent again = agent("leak-again", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+    assertThat(again.exit()).as(again.stderr()).isZero();
+    assertThat(again.report().getPhase()).isEqualTo(AgentPhase.Stopped);
+    // and --exit-after-map released too
+    Agent third = agent("leak-third", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+    assertThat(third.exit()).as(third.stderr()).isZero();
+  }
+
+  @Test
+  void aVmDoesNotOutliveItsAgentKilledOutright() throws Exception {
+    long uid = uid();
+    Agent agent = agent("killed-agent", uid, GUEST, LIMIT);
+    agent.awaitPhase(AgentPhase.Running);
+    Path vmProc = Path.of("/proc/" + agent.vmPid());
+    agent.process().destroyForcibly();
+    await().atMost(Duration.ofSeconds(30)).until(() -> !Files.exists(vmProc));
+    Agent again = agent("after-killed-agent", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+    assertThat(again.exit()).as(again.stderr()).isZero();
+  }
+
+  @Test
+  void aCrashedVmIsReportedAsFailedAndItsPinsReleased() throws Exception {
+    long uid = uid();
+    Agent crash = agent("crash", uid, GUEST, LIMIT, "--vm-command", "sh", "-c", "sleep 1; kill -SEGV $$");
+    assertThat(crash.exit()).isEqualTo(1);
+    NodeAgentReport r = crash.report();
+    assertThat(r.getPhase()).isEqualTo(AgentPhase.Failed);
+    assertThat(r.getError()).isEqualTo("VmExited");
+    assertThat(r.getMessage()).contains("killed by signal 11");
+    assertThat(crash.stderr().lines().toList()).singleElement().asString().contains("VmExited", "signal 11");
+    Agent again = agent("after-crash", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+    assertThat(again.exit()).as(again.stderr()).isZero();
+  }
+
+  @Test
+  void aMissingDeviceFailsWithAMessageSayingWhich() throws Exception {
+    Path report = dir.resolve("nodev.json");
+    Process p =
+        new ProcessBuilder(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(),
+                "node-agent", "--vm", "kernel-it/nodev", "--host-uid", Long.toString(uid()), "--memory", "3Mi",
+                "--memlock", "4Mi", "--dma-backend", "iommufd", "--device", "0000:ff:1f.7", "--report", report.toString())
+            .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+            .start();
+    agents.add(p);
+    String err = new String(p.getErrorStream().readAllBytes());
+    assertThat(p.waitFor()).isEqualTo(1);
+    assertThat(err.lines().toList()).singleElement().asString().contains("DeviceNotFound", "0000:ff:1f.7");
+    NodeAgentReport r = ReportPublisher.fromJson(Files.readString(report));
+    assertThat(r.getPhase()).isEqualTo(AgentPhase.Failed);
+    assertThat(r.getError()).isEqualTo("DeviceNotFound");
+  }
+}

@@ -1,0 +1,113 @@
+package dev.vfiovm.node;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.DmaBackend;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
+
+class NodeAgentPlanTest {
+  private static NodeAgentPlan parse(String... args) {
+    NodeAgentCommand cmd = new NodeAgentCommand();
+    new CommandLine(cmd).parseArgs(args);
+    return cmd.plan();
+  }
+
+  @Test
+  void parsesTheOperatorsArguments() {
+    NodeAgentPlan plan =
+        parse(
+            "--vm", "team-a/vm1", "--host-uid", "1879048192", "--memory", "4Gi", "--memlock", "5Gi",
+            "--device", "0000:3b:00.0", "--device", "3c:00.1", "--accounting", "per-user",
+            "--dma-backend", "iommufd", "--report", "/run/vfiovm/report.json", "--report-pod", "vfiovm-system/vm1-node");
+    assertThat(plan.vm()).isEqualTo("team-a/vm1");
+    assertThat(plan.hostUid()).isEqualTo(1879048192L);
+    assertThat(plan.memoryBytes()).isEqualTo(4L << 30);
+    assertThat(plan.memlockBytes()).isEqualTo(5L << 30);
+    assertThat(plan.devices()).containsExactly("0000:3b:00.0", "3c:00.1");
+    assertThat(plan.accounting()).isEqualTo(Accounting.PerUser);
+    assertThat(plan.dmaBackend()).isEqualTo(DmaBackend.Iommufd);
+    assertThat(plan.reportFile()).isEqualTo(Path.of("/run/vfiovm/report.json"));
+    assertThat(plan.reportPod()).isEqualTo("vfiovm-system/vm1-node");
+    assertThat(plan.vmCommand()).isEmpty();
+    assertThat(plan.exitAfterMap()).isFalse();
+  }
+
+  @Test
+  void defaultsArePerProcessAndAuto() {
+    NodeAgentPlan plan = parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi");
+    assertThat(plan.accounting()).isEqualTo(Accounting.PerProcess);
+    assertThat(plan.dmaBackend()).isEqualTo(DmaBackend.Auto);
+  }
+
+  @Test
+  void vmCommandTakesEveryRemainingArgumentEvenOptionLookalikes() {
+    NodeAgentPlan plan =
+        parse(
+            "--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi", "--exit-after-map",
+            "--vm-command", "qemu", "--memory", "1", "-x", "--exit-after-map");
+    assertThat(plan.vmCommand()).containsExactly("qemu", "--memory", "1", "-x", "--exit-after-map");
+    assertThat(plan.memoryBytes()).isEqualTo(4L << 20);
+    assertThat(plan.exitAfterMap()).isTrue();
+  }
+
+  @Test
+  void rejectsPlansThatCannotWork() {
+    assertThatThrownBy(() -> parse("--vm", "vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi"))
+        .hasMessageContaining("NAMESPACE/NAME");
+    assertThatThrownBy(() -> parse("--vm", "ns/vm", "--host-uid", "0", "--memory", "4Mi", "--memlock", "4Mi"))
+        .hasMessageContaining("never root");
+    assertThatThrownBy(() -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "3Mi"))
+        .hasMessageContaining("--memlock 3145728 is below --memory 4194304");
+    assertThatThrownBy(() -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4097", "--memlock", "4Mi"))
+        .hasMessageContaining("multiple of the page size");
+    assertThatThrownBy(
+            () -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi",
+                "--dma-backend", "iommufd"))
+        .hasMessageContaining("needs at least one --device");
+    assertThatThrownBy(
+            () -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi",
+                "--accounting", "shared"))
+        .hasMessageContaining("per-process or per-user");
+    assertThatThrownBy(
+            () -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi",
+                "--dma-backend", "vfio"))
+        .hasMessageContaining("auto, iommufd or io-uring");
+    assertThatThrownBy(
+            () -> parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi",
+                "--report-pod", "pod"))
+        .hasMessageContaining("--report-pod 'pod' must be NAMESPACE/NAME");
+  }
+
+  private static NodeAgentPlan plan(DmaBackend backend, Accounting accounting, List<String> devices) {
+    return new NodeAgentPlan(
+        "ns/vm", 5000, 4096, 4096, devices, accounting, backend, null, null, List.of(), false);
+  }
+
+  @Test
+  void autoTakesIommufdOnlyWithDevAndADevice() {
+    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(true))
+        .isEqualTo(DmaBackend.Iommufd);
+    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(false))
+        .isEqualTo(DmaBackend.IoUring);
+    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of()).effectiveBackend(true))
+        .isEqualTo(DmaBackend.IoUring);
+    assertThat(plan(DmaBackend.IoUring, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(true))
+        .isEqualTo(DmaBackend.IoUring);
+    assertThat(plan(DmaBackend.Iommufd, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(false))
+        .isEqualTo(DmaBackend.Iommufd);
+  }
+
+  @Test
+  void ioUringCanOnlyChargeTheUser() {
+    NodeAgentPlan perProcess = plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0"));
+    assertThat(perProcess.effectiveAccounting(DmaBackend.IoUring)).isEqualTo(Accounting.PerUser);
+    assertThat(perProcess.effectiveAccounting(DmaBackend.Iommufd)).isEqualTo(Accounting.PerProcess);
+    assertThat(plan(DmaBackend.Auto, Accounting.PerUser, List.of()).effectiveAccounting(DmaBackend.Iommufd))
+        .isEqualTo(Accounting.PerUser);
+  }
+}

@@ -39,11 +39,13 @@ public class VfioVmSpec {
           + "devices x memory + overhead instead of memory + overhead.")
   private boolean viommu;
 
-  @Default("PerProcess")
+  @Default("PerUser")
   @JsonPropertyDescription(
-      "Which kernel counter bounds the pins. PerProcess: iommufd's per-process mode (RLIMIT_MODE=1) on top "
-          + "of the per-VM host UID. PerUser: the per-VM host UID's counter only.")
-  private Accounting accounting = Accounting.PerProcess;
+      "Which kernel counter bounds the pins. PerUser (default): the per-VM host UID's counter, which counts "
+          + "every process of the VM across fork and exec, so it bounds a hostile VM as a whole. PerProcess: "
+          + "iommufd's per-process mode (RLIMIT_MODE=1), charged to the mapping process's mm only; a process "
+          + "that forks or execs starts a fresh budget, so it bounds each process, not the VM.")
+  private Accounting accounting = Accounting.PerUser;
 
   @Default("Auto")
   @JsonPropertyDescription(

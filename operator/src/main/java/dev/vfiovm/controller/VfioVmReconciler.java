@@ -355,6 +355,12 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
         : nodes.list().map(n -> NodeBudget.of(n, settings.hostReserveBytes())).toList();
   }
 
+  /** Host UIDs carried by node pods the operator sees (live VMs' and leftovers'). */
+  public Set<Long> uidsHeldByNodePods() {
+    return pods == null ? Set.of()
+        : pods.list().map(VfioVmReconciler::hostUidOf).filter(Objects::nonNull).collect(Collectors.toSet());
+  }
+
   public List<VfioVm> vms() {
     return vms == null ? List.of() : vms.list().toList();
   }

@@ -71,6 +71,10 @@ public final class StandaloneCommand implements Callable<Integer> {
       description = "Operator setting host reserve for this node (default ${DEFAULT-VALUE}).")
   String hostReserve;
 
+  @Option(names = "--uid-range-start", defaultValue = "1879048192",
+      description = "Operator setting: first host UID handed to VMs (default ${DEFAULT-VALUE}).")
+  long uidRangeStart;
+
   @Option(names = "--check", description = "Apply the examples, wait until each is Running or Pending as "
       + "expected, print the table, delete them, wait until everything is released, and exit (0 = all as expected).")
   boolean check;
@@ -175,6 +179,7 @@ public final class StandaloneCommand implements Callable<Integer> {
     env.put("KUBECONFIG", kubeconfig.toString());
     env.put("VFIOVM_NODE_POD_NAMESPACE", NODE_POD_NAMESPACE);
     env.put("VFIOVM_MEMLOCK_OVERHEAD", memlockOverhead);
+    env.put("VFIOVM_UID_RANGE_START", Long.toString(uidRangeStart));
     env.put("VFIOVM_NODE_POD_IMAGE", "local/vfiovm:standalone");
     env.put("VFIOVM_LEADER_ELECTION", "false");
     env.put("VFIOVM_HTTP_PORT", "0");

@@ -63,7 +63,6 @@ public final class NodeAgent {
       accounting = plan.effectiveAccounting(backend);
       report.setVm(plan.vm());
       report.setHostUid(plan.hostUid());
-      report.setMemlockLimitBytes(plan.memlockBytes());
       report.setPinnedBytes(0L);
       report.setDmaBackend(backend.name());
       report.setAccounting(accounting.name());
@@ -149,6 +148,8 @@ public final class NodeAgent {
           "cannot set RLIMIT_MEMLOCK of VM process " + pid + ": " + e.getMessage()
               + " (the agent must run as root; lowering another UID's limit needs CAP_SYS_RESOURCE)");
     }
+    // reported once really applied: the operator's MemlockLimited condition reads it that way
+    report.setMemlockLimitBytes(plan.memlockBytes());
     String line = vm.readLine();
     if (line == null) {
       throw new AgentFailure(

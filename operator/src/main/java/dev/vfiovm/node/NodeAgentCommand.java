@@ -39,7 +39,7 @@ public final class NodeAgentCommand implements Callable<Integer> {
   @Option(names = "--device", paramLabel = "BDF", description = "PCI address of a VFIO device (repeatable).")
   List<String> devices = new ArrayList<>();
 
-  @Option(names = "--accounting", defaultValue = "per-process", paramLabel = "per-process|per-user")
+  @Option(names = "--accounting", defaultValue = "per-user", paramLabel = "per-process|per-user")
   String accounting;
 
   @Option(names = "--dma-backend", defaultValue = "auto", paramLabel = "auto|iommufd|io-uring")

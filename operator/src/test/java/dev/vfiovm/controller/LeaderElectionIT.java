@@ -60,9 +60,9 @@ class LeaderElectionIT {
         first.close();
         await().atMost(Duration.ofSeconds(60)).until(standby::leading);
         cluster.create(vm(ns, "two", "1Gi", selector));
-        cluster.create(vm(ns, "three", "1Gi", selector));
         VfioVm two = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "two"),
             v -> v.getStatus() != null && v.getStatus().getPhase() == Phase.Placed);
+        cluster.create(vm(ns, "three", "1Gi", selector));
         assertThat(two.getStatus().getHostUid()).isNotEqualTo(uid);
         // the new leader knows the first VM's budget: the third VM does not fit
         VfioVm three = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "three"),

@@ -98,6 +98,9 @@ class VfioVmOperatorIT {
     String name = group + "-" + suffix;
     cluster.node(name, allocatable, selector, annotations);
     nodes.add(name);
+    // exact-count assertions need the operator to know the node's budget before the VMs arrive
+    await().atMost(TIMEOUT).until(() -> operator.reconciler().nodeBudgets().stream()
+        .anyMatch(n -> n.name().equals(name) && n.problem() == null));
     return name;
   }
 
@@ -494,5 +497,49 @@ class VfioVmOperatorIT {
     assertThat(condition(failed, VfioVmStatus.PLACED).getReason()).isEqualTo("NodeGone");
     assertThat(failed.getStatus().getHostUid()).isEqualTo(uid);
     await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10)).until(() -> cluster.podOf(ns, "orphan") == null);
+  }
+
+  @Test
+  void aUidStillCarriedByALeftoverNodePodIsNotHandedOut() {
+    String node = node("a", "9Gi");
+    // a node pod whose VM is gone (say, its finalizer was removed by hand) still runs as the first UID
+    VfioVm ghost = vm(ns, "ghost", "1Gi", selector);
+    Pod leftover = NodePodShape.build(ghost, settings.uidRangeStart(), node,
+        SpecValidation.validate(ghost.getSpec(), GI).plan(), settings);
+    client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
+    try {
+      await().atMost(TIMEOUT).until(() -> operator.reconciler().uidsHeldByNodePods().contains(settings.uidRangeStart()));
+      cluster.create(vm(ns, "newcomer", "1Gi", selector));
+      assertThat(awaitPhase("newcomer", Phase.Placed).getStatus().getHostUid()).isNotEqualTo(settings.uidRangeStart());
+    } finally {
+      client.pods().inNamespace(nodePodNamespace).withName(leftover.getMetadata().getName()).withGracePeriod(0).delete();
+    }
+    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "ghost") == null);
+    cluster.create(vm(ns, "later", "1Gi", selector));
+    assertThat(awaitPhase("later", Phase.Placed).getStatus().getHostUid()).isEqualTo(settings.uidRangeStart());
+  }
+
+  @Test
+  void aFailingReconcileSaysWhyInTheStatusWhileRetrying() throws Exception {
+    node("a", "5Gi");
+    operator.close();
+    String missing = "no-such-namespace-" + group;
+    operator = VfioVmOperator.start(client, new OperatorSettings(settings.uidRangeStart(), settings.uidRangeSize(),
+        settings.memlockOverheadBytes(), settings.hostReserveBytes(), missing, "vfiovm:test", "vfiovm-node"), 0, null);
+    try {
+      cluster.create(vm(ns, "stuck", "1Gi", selector));
+      VfioVm stuck = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "stuck"),
+          v -> v.getStatus() != null && v.getStatus().getMessage() != null
+              && v.getStatus().getMessage().startsWith("reconcile failed, retrying"));
+      assertThat(stuck.getStatus().getMessage()).contains(missing);
+      // the UID and node were recorded before the pod creation failed
+      assertThat(stuck.getStatus().getHostUid()).isNotNull();
+    } finally {
+      // the pod never existed: deletion completes without a kubelet
+      client.resources(VfioVm.class).inNamespace(ns).delete();
+      await().atMost(TIMEOUT).until(() -> cluster.get(ns, "stuck") == null);
+      operator.close();
+      operator = VfioVmOperator.start(client, settings, 0, null);
+    }
   }
 }

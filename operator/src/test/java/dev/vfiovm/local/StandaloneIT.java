@@ -38,7 +38,9 @@ class StandaloneIT {
     List<String> command = new ArrayList<>(List.of(
         Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(),
         "standalone", "--check", "--timeout", "150", "--work-dir", work.resolve("state").toString(),
-        "--kube-api-test-dir", KUBE_API_TEST_DIR.toString()));
+        "--kube-api-test-dir", KUBE_API_TEST_DIR.toString(),
+        // a UID range of its own: per-user counters are host-wide, so another run's VM must not share a UID
+        "--uid-range-start", Long.toString(0x70000000L + 0x10000L + new java.util.Random().nextInt(1 << 20))));
     Process process = new ProcessBuilder(command).redirectErrorStream(true).redirectOutput(output.toFile()).start();
     boolean finished = process.waitFor(200, TimeUnit.SECONDS);
     if (!finished) {

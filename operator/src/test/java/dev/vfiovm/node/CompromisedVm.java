@@ -10,7 +10,10 @@ import java.nio.file.Path;
 /**
  * Hostile code run as a VM's --vm-command: with the fds and environment the VM process hands on, it tries
  * to escape its budget and prints one "attempt=outcome" line per try (outcome "ok" or the errno name), then
- * holds until SIGTERM. Used by NodeAgentKernelIT here and by the iommufd tier in its guest.
+ * holds until SIGTERM. Used by NodeAgentKernelIT here and by the iommufd tier in its guest
+ * ({@code --vm-command java -Djna.tmpdir=/tmp -cp vfiovm.jar:test-classes dev.vfiovm.node.CompromisedVm}).
+ * Expected: raise-memlock=EPERM; rlimit-mode=EPERM (iommufd); pin-beyond-limit=ENOMEM with per-user accounting,
+ * but "ok" with iommufd per-process accounting, which charges each mm and exec gave this process a fresh one.
  */
 public final class CompromisedVm {
   private CompromisedVm() {}

@@ -38,9 +38,9 @@ class NodeAgentPlanTest {
   }
 
   @Test
-  void defaultsArePerProcessAndAuto() {
+  void defaultsArePerUserAndAuto() {
     NodeAgentPlan plan = parse("--vm", "ns/vm", "--host-uid", "5000", "--memory", "4Mi", "--memlock", "4Mi");
-    assertThat(plan.accounting()).isEqualTo(Accounting.PerProcess);
+    assertThat(plan.accounting()).isEqualTo(Accounting.PerUser);
     assertThat(plan.dmaBackend()).isEqualTo(DmaBackend.Auto);
   }
 

@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
-# The main job. Builds the jar (and, first time, the kube-apiserver it needs; cached), then:
-#  - a cluster configured (KUBECONFIG, or ~/.kube/config): runs the operator against it
-#    (install the CRD first: kubectl apply -f crds/; in production use the Helm chart);
-#  - no cluster: `standalone` on this host: embedded kube-apiserver, this host as the node, node pods as
-#    local processes, example VfioVms applied and their status printed. Needs root. Ctrl-C stops it.
-# Extra arguments go to the subcommand (e.g. `e2e/run.sh --check`).
+# The main job. Needs root. Builds what is not cached yet (under $HOME/.cache/vfiovm), with progress.
+#   e2e/run.sh [up]          no cluster configured (no KUBECONFIG): a real single-node Kubernetes on this
+#                            machine (e2e/local), the operator installed from the Helm chart, example VfioVms
+#                            applied and their status printed (UIDs, limits, pinned bytes).
+#                            KUBECONFIG set: runs the operator against that cluster (CRD: kubectl apply -f crds/;
+#                            in production install the Helm chart instead).
+#   e2e/run.sh down          removes the local cluster (no process, mount or cgroup left)
+#   e2e/run.sh status        the local VMs' status again
+#   e2e/run.sh standalone [--check]
+#                            lighter, no containers: embedded kube-apiserver, this host as the node, node
+#                            pods as local processes (`vfiovm standalone`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver
-mvn -B -ntp -q package -DskipTests -pl operator
-if [[ -n ${KUBECONFIG:-} || -f $HOME/.kube/config ]]; then
-  exec java -jar operator/target/vfiovm.jar operator "$@"
-fi
-exec java -jar operator/target/vfiovm.jar standalone "$@"
+cmd=${1:-up}
+[[ $# -gt 0 ]] && shift
+case $cmd in
+  up)
+    if [[ -n ${KUBECONFIG:-} ]]; then
+      bash e2e/scripts/setup.sh 10-packages
+      mvn -B -ntp -q package -DskipTests -pl operator
+      exec java -jar operator/target/vfiovm.jar operator "$@"
+    fi
+    bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver 50-local-cluster
+    exec bash e2e/local/local.sh up ;;
+  down|status) exec bash e2e/local/local.sh "$cmd" ;;
+  standalone)
+    bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver
+    mvn -B -ntp -q package -DskipTests -pl operator
+    exec java -jar operator/target/vfiovm.jar standalone "$@" ;;
+  *) sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+esac

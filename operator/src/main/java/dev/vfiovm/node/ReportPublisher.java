@@ -11,6 +11,7 @@ import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.FileSystemException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -101,7 +102,17 @@ final class ReportPublisher implements AutoCloseable {
       Path tmp = Files.createTempFile(dir, "." + target.getFileName() + ".", ".tmp");
       try {
         Files.writeString(tmp, content + "\n", StandardCharsets.UTF_8);
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        try {
+          Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (FileSystemException e) {
+          // In a pod the kubelet bind-mounts the container's terminationMessagePath file, which is our
+          // report file: a mount point cannot be renamed over (EBUSY). Write it in place instead; the
+          // kubelet reads it only after the container has exited.
+          if (!"Device or resource busy".equals(e.getReason())) {
+            throw e;
+          }
+          Files.writeString(target, content + "\n", StandardCharsets.UTF_8);
+        }
       } finally {
         Files.deleteIfExists(tmp);
       }

@@ -228,8 +228,91 @@ class VfioVmClusterE2E {
     deleteAndAwaitReleased(List.of(second, third));
   }
 
+  /**
+   * The seed itself, on the real node: the same two node agents forced under ONE host UID (what running every
+   * VM as qemu:qemu amounts to), per-user accounting, limit L each, each pinning 3/4 L. The first pins; the
+   * second fails with ENOMEM although its own limit would allow it, because
+   * both are charged to the one UID's counter. Test 3 showed the fix: distinct UIDs run side by side.
+   */
   @Test
   @Order(4)
+  void theSameTwoForcedUnderOneUidFailAsTheSeedSays() {
+    VfioVm template = create("template", null);
+    Pod model = nodePod(awaitPhase(List.of(template), Phase.Running).get(0));
+    // the last UID of the range: never handed out while fewer than 65536 VMs exist
+    long sharedUid = UID_RANGE_START + UID_RANGE_SIZE - 1;
+    Pod first = client.resource(forcedUidPod(model, "seed-same-uid-1", sharedUid)).create();
+    await("first agent under the shared UID Running")
+        .atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> assertThat(report(first)).as("report of %s", first.getMetadata().getName())
+            .isNotNull().extracting(NodeAgentReport::getPhase).isEqualTo(NodeAgentReport.AgentPhase.Running));
+    assertThat(report(first).getPinnedBytes()).isEqualTo(seedPinBytes());
+
+    Pod second = client.resource(forcedUidPod(model, "seed-same-uid-2", sharedUid)).create();
+    await("second agent under the shared UID Failed")
+        .atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> assertThat(report(second)).as("report of %s", second.getMetadata().getName())
+            .isNotNull().extracting(NodeAgentReport::getPhase).isEqualTo(NodeAgentReport.AgentPhase.Failed));
+    NodeAgentReport failed = report(second);
+    assertThat(failed.getError()).as(failed.getMessage()).isEqualTo("ENOMEM");
+    assertThat(failed.getMessage()).contains(String.valueOf(settings.expectedMemlockBytes()));
+    // the first one keeps its pins
+    assertThat(report(first).getPhase()).isEqualTo(NodeAgentReport.AgentPhase.Running);
+    assertThat(report(first).getPinnedBytes()).isEqualTo(seedPinBytes());
+
+    for (Pod pod : List.of(first, second)) {
+      client.resource(pod).delete();
+    }
+    await("forced-UID pods gone").atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> assertThat(client.pods().inNamespace(settings.operatorNamespace())
+            .withLabel(NODE_POD_NAME_LABEL, "vfiovm-seed-probe").list().getItems()).isEmpty());
+    deleteAndAwaitReleased(List.of(template));
+  }
+
+  /** 3/4 of the memlock limit, in whole pages: one such VM fits its limit, two under one UID do not. */
+  static long seedPinBytes() {
+    return settings.expectedMemlockBytes() * 3 / 4 / 4096 * 4096;
+  }
+
+  /**
+   * A copy of an operator-made node pod, outside the operator's view (no managed-by label), whose agent runs
+   * as {@code uid} and pins 3/4 of the same memlock limit.
+   */
+  static Pod forcedUidPod(Pod model, String name, long uid) {
+    Pod pod = Serialization.clone(model);
+    pod.setStatus(null);
+    pod.setMetadata(new ObjectMetaBuilder().withName(name).withNamespace(model.getMetadata().getNamespace())
+        .addToLabels(NODE_POD_NAME_LABEL, "vfiovm-seed-probe").build());
+    pod.getSpec().setRestartPolicy("Never");
+    List<String> args = new ArrayList<>(pod.getSpec().getContainers().get(0).getArgs());
+    args.set(args.indexOf("--host-uid") + 1, String.valueOf(uid));
+    args.set(args.indexOf("--vm") + 1, model.getMetadata().getNamespace() + "/" + name);
+    args.set(args.indexOf("--memory") + 1, String.valueOf(seedPinBytes()));
+    pod.getSpec().getContainers().get(0).setArgs(args);
+    return pod;
+  }
+
+  /** The agent's report: its pod annotation, else (agent exited) the container's termination message. */
+  static NodeAgentReport report(Pod pod) {
+    Pod now = client.pods().inNamespace(pod.getMetadata().getNamespace()).withName(pod.getMetadata().getName()).get();
+    if (now == null) {
+      return null;
+    }
+    String json = now.getMetadata().getAnnotations() == null ? null
+        : now.getMetadata().getAnnotations().get(NodeAgentReport.POD_ANNOTATION);
+    if (now.getStatus() != null && now.getStatus().getContainerStatuses() != null) {
+      for (var cs : now.getStatus().getContainerStatuses()) {
+        if (cs.getState() != null && cs.getState().getTerminated() != null
+            && cs.getState().getTerminated().getMessage() != null) {
+          json = cs.getState().getTerminated().getMessage();
+        }
+      }
+    }
+    return json == null || json.isBlank() ? null : Serialization.unmarshal(json, NodeAgentReport.class);
+  }
+
+  @Test
+  @Order(10)
   void uninstallRemovesTheOperator() {
     vms().inNamespace(vmNamespace).delete();
     awaitAllReleased();

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Packs the operator jar as the chart's image (operator-image.sh) and imports it into the running
+# local cluster's containerd (namespace k8s.io), where the kubelet finds it without any registry.
+# Usage: load-image.sh [JAR]   (default $OPERATOR_JAR, else operator/target/vfiovm.jar)
+source "$(dirname "$0")/lib.sh"
+JAR=${1:-${OPERATOR_JAR:-$REPO_DIR/operator/target/vfiovm.jar}}
+pid_alive containerd || die "the local cluster is not up (e2e/local/up.sh)"
+tar=$("$LOCAL_DIR/operator-image.sh" "$JAR")
+ctr_ images import --base-name "${OPERATOR_IMAGE%:*}" "$tar" >/dev/null
+info "$OPERATOR_IMAGE imported (from $JAR)"

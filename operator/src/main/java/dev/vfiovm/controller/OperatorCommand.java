@@ -50,7 +50,7 @@ public final class OperatorCommand implements Callable<Integer> {
           + "else POD_NAMESPACE, else vfiovm-system).")
   String nodePodNamespace;
 
-  @Option(names = "--node-pod-image", defaultValue = "${env:VFIOVM_NODE_POD_IMAGE:-ghcr.io/vfiovm/vfiovm:latest}",
+  @Option(names = "--node-pod-image", defaultValue = "${env:VFIOVM_NODE_POD_IMAGE:-vfiovm/operator:latest}",
       description = "Image of the node pods: the operator's own (env VFIOVM_NODE_POD_IMAGE; default ${DEFAULT-VALUE}).")
   String nodePodImage;
 

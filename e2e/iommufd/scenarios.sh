@@ -24,6 +24,11 @@ L=16Mi        # memlock limit of every VM below, except where noted
 M=12Mi        # guest memory: 3/4 L, so two VMs charged to one counter (24Mi) exceed L
 L2=24Mi       # room for pinning M twice
 mkdir -p "$OUT/vms"
+# Each VM's files live on the guest's tmpfs while it runs and are copied to $OUT (9p) when the script ends:
+# polling a report on 9p while the agent renames a new one over it once hung the guest's reader for good.
+VMS=/tmp/vfiovm-e2e/vms
+mkdir -p "$VMS"
+trap 'cp -r "$VMS"/. "$OUT/vms/"' EXIT
 # VM processes run as their own host UIDs: give them copies they can read wherever the checkout lives
 # (a checkout under /root is not traversable by UID 70001)
 mkdir -p -m 0755 /tmp/vfiovm-e2e
@@ -36,12 +41,12 @@ log() { echo "scenario: [$(cut -d' ' -f1 /proc/uptime)] $*"; }
 timing() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%s %.2f\n", n, b - a }' >> "$OUT/timings"; }
 
 field() { # field NAME KEY: a scalar of the VM's report (the report is one JSON object)
-  sed -n "s/.*\"$2\" *: *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$OUT/vms/$1/report.json" 2>/dev/null | head -1
+  sed -n "s/.*\"$2\" *: *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$VMS/$1/report.json" 2>/dev/null | head -1
 }
 
-agent() { # agent NAME ARGS...: one node-agent, in the background, output under $OUT/vms/NAME
+agent() { # agent NAME ARGS...: one node-agent, in the background, output under $VMS/NAME
   local name=$1; shift
-  local dir=$OUT/vms/$name; mkdir -p "$dir"
+  local dir=$VMS/$name; mkdir -p "$dir"
   echo "$*" > "$dir/args"
   ( exec timeout -s TERM -k 5 "$AGENT_TIMEOUT" java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
       --dma-backend iommufd --report "$dir/report.json" "$@" >"$dir/stdout" 2>"$dir/stderr" ) &
@@ -64,24 +69,24 @@ await() { # await NAME PHASE...: until the report's phase is one of PHASE or the
 snapshot() { # snapshot NAME: the kernel's own view of the running VM process
   local name=$1 pid; pid=$(field "$name" vmPid)
   [[ -n $pid ]] || { log "$name: no vmPid in report"; return 1; }
-  cp "$OUT/vms/$name/report.json" "$OUT/vms/$name/running.json"
-  cp "/proc/$pid/status" "$OUT/vms/$name/status" 2>/dev/null
-  cp "/proc/$pid/limits" "$OUT/vms/$name/limits" 2>/dev/null
+  cp "$VMS/$name/report.json" "$VMS/$name/running.json"
+  cp "/proc/$pid/status" "$VMS/$name/status" 2>/dev/null
+  cp "/proc/$pid/limits" "$VMS/$name/limits" 2>/dev/null
   log "$name vmPid=$pid $(grep -E '^(VmPin|VmLck)' "/proc/$pid/status" 2>/dev/null | tr -s ' \n' ' ')"
 }
 
 finish() { # finish NAME: wait for the agent's exit, record its code and whether its VM process is gone
   local name=$1 rc pid; wait "${PID[$name]}"; rc=$?
-  echo "$rc" > "$OUT/vms/$name/exit"
+  echo "$rc" > "$VMS/$name/exit"
   pid=$(field "$name" vmPid)
-  if [[ -n $pid ]] && [[ -d /proc/$pid ]]; then echo no; else echo yes; fi > "$OUT/vms/$name/gone"
+  if [[ -n $pid ]] && [[ -d /proc/$pid ]]; then echo no; else echo yes; fi > "$VMS/$name/gone"
   log "$name exited $rc"
 }
 
 overmapped() { # overmapped NAME: until the VM's overmap has printed its outcome (bounded)
   local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
   while (( $(date +%s) < deadline )); do
-    grep -qh '^overmap: done' "$OUT/vms/$1/stdout" "$OUT/vms/$1/stderr" 2>/dev/null && return 0
+    grep -qh '^overmap: done' "$VMS/$1/stdout" "$VMS/$1/stderr" 2>/dev/null && return 0
     kill -0 "${PID[$1]}" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -173,4 +178,5 @@ mv /dev/iommu.hidden /dev/iommu
 timing scenario-6 "$s" "$(now)"
 
 timing all "$t0" "$(now)"
+cp -r "$VMS"/. "$OUT/vms/"
 echo done > "$OUT/done"

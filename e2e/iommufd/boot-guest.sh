@@ -43,10 +43,12 @@ for i in 3 4 5; do
   nics+=(-netdev "user,id=n$i,restrict=on" -device "e1000e,netdev=n$i,bus=pcie.0,addr=0x$i")
 done
 # no_timer_check: on a loaded host the emulated timer can miss the kernel's IO-APIC timer check, which panics
-# with interrupt remapping on ("timer doesn't work through Interrupt-remapped IO-APIC")
+# with interrupt remapping on ("timer doesn't work through Interrupt-remapped IO-APIC").
+# thread=single: multi-threaded TCG once let a vCPU run stale code after the guest patched its own text
+# (static keys): "Oops: int3" in sched_clock_cpu at boot. One TCG thread keeps self-patching coherent.
 set +e
 timeout --kill-after=10 "${GUEST_TIMEOUT:-300}" qemu-system-x86_64 \
-  -accel tcg -machine q35,kernel-irqchip=split -cpu max -smp "${GUEST_CPUS:-2}" -m "${GUEST_MEM_MB:-2048}" \
+  -accel tcg,thread=single -machine q35,kernel-irqchip=split -cpu max -smp "${GUEST_CPUS:-2}" -m "${GUEST_MEM_MB:-2048}" \
   -nodefaults -no-user-config -display none -no-reboot -serial stdio -monitor none \
   -device intel-iommu,intremap=on,caching-mode=on \
   "${nics[@]}" \

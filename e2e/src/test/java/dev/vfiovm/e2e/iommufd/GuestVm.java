@@ -77,9 +77,12 @@ final class GuestVm {
     return read("stdout") + read("stderr");
   }
 
-  /** The lines of the agent's output that start with {@code prefix}, in order (stdout first). */
+  /**
+   * The lines of the agent's output that contain {@code prefix}, from there on (the agent may tag its VM
+   * process's lines, {@code vm[PID]: }), in order (stdout first).
+   */
   List<String> outputLines(String prefix) {
-    return output().lines().filter(l -> l.startsWith(prefix)).toList();
+    return output().lines().filter(l -> l.contains(prefix)).map(l -> l.substring(l.indexOf(prefix))).toList();
   }
 
   /** The VM's serial console as the agent wrote it (--console-log). */

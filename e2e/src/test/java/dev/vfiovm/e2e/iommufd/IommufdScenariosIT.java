@@ -55,7 +55,11 @@ class IommufdScenariosIT {
     // where e2e/scripts/setup.d/30-iommufd-kernel.sh and 35-qemu.sh cache them
     String cache = System.getenv().getOrDefault("VFIOVM_CACHE", System.getProperty("user.home") + "/.cache/vfiovm");
     Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel", cache + "/iommufd-kernel/bzImage"));
-    Path qemu10 = Path.of(System.getProperty("vfiovm.iommufd.qemu", cache + "/qemu10"));
+    // QEMU 10 unpacked (DIR/usr/bin/qemu-system-x86_64): where e2e/scripts/setup.d/35-qemu.sh puts it
+    Path qemu10 = Path.of(System.getProperty("vfiovm.iommufd.qemu",
+        Stream.of(cache + "/qemu10", "/opt/vfiovm/qemu10")
+            .filter(d -> Files.isExecutable(Path.of(d, "usr/bin/qemu-system-x86_64")))
+            .findFirst().orElse(cache + "/qemu10")));
     Prerequisites.require(onPath("qemu-system-x86_64"), "qemu-system-x86_64 (apt-get install qemu-system-x86)");
     Prerequisites.require(Files.isExecutable(qemu10.resolve("usr/bin/qemu-system-x86_64")),
         "QEMU 10 (iommufd backend) at " + qemu10 + " (bash e2e/scripts/setup.d/35-qemu.sh)");

@@ -237,7 +237,7 @@ class NodeAgentKernelIT {
     await().atMost(Duration.ofSeconds(60)).until(() -> bad.stdout().contains("compromised-vm=holding"));
 
     String out = bad.stdout();
-    assertThat(out).contains("fd3=/memfd:vfiovm-guest (deleted)", "fd4=anon_inode:[io_uring]");
+    assertThat(out).contains("fd7=/memfd:vfiovm-guest (deleted)", "fd4=anon_inode:[io_uring]");
     assertThat(out).contains("raise-memlock=EPERM");
     assertThat(out).contains("pin-beyond-limit=ENOMEM");
     // no /dev/iommu on this host: RLIMIT_MODE refusal is proven by the iommufd tier

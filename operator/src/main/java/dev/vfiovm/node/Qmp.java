@@ -54,7 +54,11 @@ final class Qmp implements AutoCloseable {
 
   JsonNode execute(String command) {
     ObjectNode cmd = JSON.createObjectNode().put("execute", command);
-    Kernel.writeFully(fd, cmd + "\n");
+    try {
+      Kernel.writeFully(fd, cmd + "\n");
+    } catch (dev.vfiovm.node.kernel.KernelException e) {
+      throw new QmpException("QEMU closed its QMP socket (it exited): " + e.getMessage());
+    }
     while (true) {
       JsonNode reply = next();
       if (reply.has("event")) {
@@ -94,7 +98,12 @@ final class Qmp implements AutoCloseable {
     ByteArrayOutputStream line = new ByteArrayOutputStream();
     while (true) {
       if (start == end) {
-        byte[] got = Kernel.read(fd, pending.length);
+        byte[] got;
+        try {
+          got = Kernel.read(fd, pending.length);
+        } catch (dev.vfiovm.node.kernel.KernelException e) {
+          throw new QmpException("QEMU closed its QMP socket (it exited): " + e.getMessage());
+        }
         if (got.length == 0) {
           throw new QmpException("QEMU closed its QMP socket (it exited)");
         }

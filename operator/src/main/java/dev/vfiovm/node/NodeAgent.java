@@ -470,11 +470,15 @@ public final class NodeAgent {
     }
     if (qmp != null) {
       try {
-        qmp.execute("system_powerdown");
-        if (waitExit(plan.vmm().powerdownSeconds())) {
-          return;
+        // firmware only (nothing booted): no guest OS to ask
+        boolean booted = plan.vmm().boot().direct() || plan.vmm().boot().disk() != null;
+        if (booted) {
+          qmp.execute("system_powerdown");
+          if (waitExit(plan.vmm().powerdownSeconds())) {
+            return;
+          }
+          LOG.info("guest did not power off within {} s: QMP quit", plan.vmm().powerdownSeconds());
         }
-        LOG.info("guest did not power off within {} s: QMP quit", plan.vmm().powerdownSeconds());
         qmp.execute("quit");
       } catch (Qmp.QmpException e) {
         LOG.debug("QMP on stop: {}", e.getMessage());

@@ -21,9 +21,9 @@ public class NodeAgentReport {
   public enum AgentPhase {
     /** Resolving devices, opening iommufd, starting the VM process. */
     Starting,
-    /** The VM process has pinned guest memory (RLIMIT_MEMLOCK applied, DMA mapped); it is running. */
+    /** The VMM runs the guest (QMP: running, every device present) with guest memory pinned under its limit. */
     Running,
-    /** Stopped on request (SIGTERM or --exit-after-map); every pin released. */
+    /** Stopped on request (SIGTERM or --exit-when-running) or the guest powered off; every pin released. */
     Stopped,
     /** Something failed; see error and message. */
     Failed
@@ -44,6 +44,36 @@ public class NodeAgentReport {
   /** errno name (ENOMEM, EPERM, ...) or a short code (DeviceNotFound, ...) on failure. */
   private String error;
   private String message;
+  /** The VMM really run: "QEMU 10.0.2", or the --vm-command's program. */
+  private String vmm;
+  /** Where the guest's serial console goes (e.g. "stdout of the node agent"), or "none". */
+  private String console;
+  /** Bytes of serial console output so far (at the last report). */
+  private Long consoleBytes;
+
+  public String getVmm() {
+    return vmm;
+  }
+
+  public void setVmm(String vmm) {
+    this.vmm = vmm;
+  }
+
+  public String getConsole() {
+    return console;
+  }
+
+  public void setConsole(String console) {
+    this.console = console;
+  }
+
+  public Long getConsoleBytes() {
+    return consoleBytes;
+  }
+
+  public void setConsoleBytes(Long consoleBytes) {
+    this.consoleBytes = consoleBytes;
+  }
 
   public AgentPhase getPhase() {
     return phase;

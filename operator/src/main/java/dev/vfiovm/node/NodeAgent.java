@@ -10,7 +10,13 @@ import dev.vfiovm.node.kernel.Kernel;
 import dev.vfiovm.node.kernel.KernelException;
 import dev.vfiovm.node.kernel.Uapi;
 import dev.vfiovm.node.kernel.VfioDevice;
+import com.fasterxml.jackson.databind.JsonNode;
 import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -21,13 +27,16 @@ import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * One VM on this node: sets up DMA (iommufd: context, accounting mode, IOAS, devices bound and attached),
- * starts the VM process under the VM's UID with its RLIMIT_MEMLOCK, lets it pin its guest memory, reports,
- * holds until told to stop, then releases every pin. Every state change is published.
+ * One VM on this node: resolves its devices, opens a fresh iommufd (per-process mode set first where asked)
+ * and each device's VFIO cdev without binding it, starts QEMU (or a --vm-command) as the VM process under the
+ * VM's UID with its RLIMIT_MEMLOCK set from outside, hands those fds over, and supervises it over QMP: the VM
+ * is Running once QEMU runs the guest with every device present, and the pinned bytes are the kernel's count
+ * for the VMM. Holds until told to stop, powers the guest down (then quit, then SIGKILL), reports every change.
  */
 public final class NodeAgent {
   private static final Logger LOG = LoggerFactory.getLogger(NodeAgent.class);
   static final long STOP_GRACE_SECONDS = 10;
+  private static final Pattern QEMU_ERRNO = Pattern.compile("= -(\\d+) \\(|: -(\\d+)\\b|\\(errno (\\d+)\\)");
 
   /** How the agent ended: process exit code and, on failure, the one stderr line naming the cause. */
   public record Outcome(int exitCode, String failureLine) {}
@@ -40,11 +49,15 @@ public final class NodeAgent {
 
   private DmaBackend backend;
   private Accounting accounting;
+  private boolean isQemu;
   private Iommufd iommufd;
-  private int ioasId = -1;
   private final List<VfioDevice> devices = new ArrayList<>();
   private VmProcess vm;
   private CompletableFuture<Kernel.WaitStatus> vmExit;
+  private Qmp qmp;
+  private StreamRelay console;
+  private StreamRelay vmStderr;
+  private OutputStream consoleLog;
 
   public NodeAgent(NodeAgentPlan plan, SysfsDevices sysfs) {
     this.plan = plan;
@@ -61,11 +74,15 @@ public final class NodeAgent {
     try (publisher) {
       backend = plan.effectiveBackend(sysfs.hasIommufd());
       accounting = plan.effectiveAccounting(backend);
+      isQemu = plan.vmCommand().isEmpty();
       report.setVm(plan.vm());
       report.setHostUid(plan.hostUid());
       report.setPinnedBytes(0L);
       report.setDmaBackend(backend.name());
       report.setAccounting(accounting.name());
+      report.setConsole(isQemu && plan.vmm().serialConsole()
+          ? "the node agent's stdout (kubectl logs)" + (plan.vmm().consoleLog() != null ? " and " + plan.vmm().consoleLog() : "")
+          : "none");
       publish(AgentPhase.Starting);
       try {
         start();
@@ -80,7 +97,7 @@ public final class NodeAgent {
       if (plan.exitAfterMap()) {
         stopVm();
         release();
-        report.setMessage("mapped, reported and released (--exit-after-map)");
+        report.setMessage("ran, reported and stopped (--exit-when-running); every pin released");
         publish(AgentPhase.Stopped);
         return new Outcome(0, null);
       }
@@ -89,11 +106,12 @@ public final class NodeAgent {
         Kernel.WaitStatus status = vmExit.join();
         release();
         if (status.exited() && status.exitCode() == 0) {
-          report.setMessage("VM process " + vm.pid() + " exited (status 0); every pin released");
+          report.setMessage("VM process " + vm.pid() + " exited (status 0"
+              + (isQemu ? ": the guest powered off" : "") + "); every pin released");
           publish(AgentPhase.Stopped);
           return new Outcome(0, null);
         }
-        return fail("VmExited", "VM process " + vm.pid() + " " + status + "; every pin released");
+        return fail("VmExited", "VM process " + vm.pid() + " " + status + vmmWords() + "; every pin released");
       }
       LOG.info("stop requested: stopping VM process {}", vm.pid());
       stopVm();
@@ -106,39 +124,68 @@ public final class NodeAgent {
 
   private void start() {
     if (backend == DmaBackend.Iommufd) {
-      setUpIommufd();
+      openIommufd();
     } else if (!plan.devices().isEmpty()) {
-      LOG.warn("io-uring backend: devices {} are only accounted for, not opened or attached", plan.devices());
+      LOG.warn("io-uring backend (accounting only): devices {} are only accounted for, not assigned", plan.devices());
       for (String d : plan.devices()) {
         report.getDevices().add(new DeviceStatus(d, null, false));
       }
     }
-    List<Integer> deviceFds = devices.stream().map(VfioDevice::fd).toList();
-    vm =
-        VmProcess.spawn(
-            plan,
-            backend,
-            accounting,
-            iommufd == null ? null : iommufd.fd(),
-            ioasId,
-            deviceFds,
-            report.getDevices().stream().map(DeviceStatus::getPciAddress).toList());
+    List<String> vmmArgv;
+    if (isQemu) {
+      NodeAgentPlan.Vmm v = plan.vmm();
+      QemuVersion version = QemuVersion.probe(v.qemu());
+      report.setVmm("QEMU " + version);
+      checkVmCanRead(v);
+      vmmArgv = QemuCommandLine.build(new QemuCommandLine.Spec(
+          v.qemu(), v.qemuData(), plan.vm(), v.accel(), v.cpus(), plan.memoryBytes(), backend,
+          devices.size(), v.boot(), v.serialConsole()));
+      LOG.info("VMM: {}", String.join(" ", vmmArgv));
+    } else {
+      vmmArgv = plan.vmCommand();
+      report.setVmm(plan.vmCommand().get(0));
+    }
+    int[] qmpPair = isQemu ? Kernel.socketPair() : null;
+    int[] consolePair = isQemu && plan.vmm().serialConsole() ? Kernel.socketPair() : null;
+    int[] stderrPair = Kernel.socketPair();
+    try {
+      vm = VmProcess.spawn(
+          plan, backend, accounting, iommufd == null ? null : iommufd.fd(),
+          devices.stream().map(VfioDevice::fd).toList(),
+          report.getDevices().stream().map(DeviceStatus::getPciAddress).toList(),
+          vmmArgv, isQemu,
+          qmpPair == null ? -1 : qmpPair[1], consolePair == null ? -1 : consolePair[1], stderrPair[1]);
+    } finally {
+      if (qmpPair != null) {
+        Kernel.closeQuietly(qmpPair[1]);
+      }
+      if (consolePair != null) {
+        Kernel.closeQuietly(consolePair[1]);
+      }
+      Kernel.closeQuietly(stderrPair[1]);
+      // the VM process holds them now; the agent's copies would keep QEMU's IOAS and bindings (and so the
+      // pins) alive after QEMU exits
+      closeAgentDeviceFds();
+    }
     int pid = vm.pid();
     report.setVmPid((long) pid);
-    CompletableFuture<Kernel.WaitStatus> exit = new CompletableFuture<>();
-    Thread waiter =
-        new Thread(
-            () -> {
-              try {
-                exit.complete(Kernel.waitpid(pid, false));
-              } catch (RuntimeException e) {
-                exit.completeExceptionally(e);
-              }
-            },
-            "vm-" + pid + "-waiter");
-    waiter.setDaemon(true);
-    waiter.start();
-    vmExit = exit;
+    vmStderr = new StreamRelay("vm-" + pid + "-stderr", stderrPair[0], List.of(System.out), "vm[" + pid + "]: ");
+    if (consolePair != null) {
+      List<OutputStream> sinks = new ArrayList<>(List.of(System.out));
+      if (plan.vmm().consoleLog() != null) {
+        try {
+          consoleLog = Files.newOutputStream(plan.vmm().consoleLog());
+          sinks.add(consoleLog);
+        } catch (IOException e) {
+          throw new AgentFailure("ConsoleLog", "cannot write --console-log " + plan.vmm().consoleLog() + ": " + e);
+        }
+      }
+      console = new StreamRelay("vm-" + pid + "-console", consolePair[0], sinks, null);
+    }
+    if (qmpPair != null) {
+      qmp = new Qmp(qmpPair[0]);
+    }
+    vmExit = waitInBackground(pid);
     LOG.info("VM process {} spawned; setting RLIMIT_MEMLOCK {} (soft = hard) before it may pin", pid, plan.memlockBytes());
     try {
       vm.limitAndGo(plan.memlockBytes());
@@ -150,42 +197,31 @@ public final class NodeAgent {
     }
     // reported once really applied: the operator's MemlockLimited condition reads it that way
     report.setMemlockLimitBytes(plan.memlockBytes());
-    String line = vm.readLine();
-    if (line == null) {
-      throw new AgentFailure(
-          "VmExited",
-          "VM process " + pid + " " + awaitExit() + " before mapping guest memory (its output is above; "
-              + "util-linux setpriv and unshare must be installed, user namespaces enabled (user.max_user_namespaces > 0), "
-              + "and the agent not run inside a chroot, where the kernel refuses new user namespaces)");
+    if (backend == DmaBackend.IoUring) {
+      awaitLauncher(pid);
+    } else if (!isQemu) {
+      awaitReady(pid);
     }
-    String[] words = line.split(" ");
-    if (words[0].equals(VmFds.ERROR)) {
-      throw mapFailure(words[1], words.length > 2 ? words[2] : "?");
-    }
-    long pinned = Long.parseLong(words[1]);
-    long iova = Long.parseLong(words[2]);
-    if (!plan.vmCommand().isEmpty()) {
-      String execLine = vm.readLine();
-      if (execLine != null) {
-        String[] w = execLine.split(" ");
-        throw new AgentFailure(
-            w[1],
-            "--vm-command " + plan.vmCommand().get(0) + " could not be started in the VM process: " + w[1]
-                + " (" + w[2] + "; is it installed and executable by host UID " + plan.hostUid() + "?)");
-      }
-      vm.closeControl();
+    if (isQemu) {
+      awaitGuestRunning(pid);
     }
     checkIdentity(pid);
+    long pinned = pinnedBytes(pid);
     report.setPinnedBytes(pinned);
+    report.getDevices().forEach(d -> d.setAttached(backend == DmaBackend.Iommufd));
+    if (console != null) {
+      report.setConsoleBytes(console.bytes());
+    }
     report.setMessage(
-        "VM process " + pid + " (host UID " + plan.hostUid() + ", own user namespace) pinned " + pinned
-            + " bytes through " + backend + (backend == DmaBackend.Iommufd ? " at IOVA 0x" + Long.toHexString(iova) : "")
+        (isQemu ? report.getVmm() + " runs the guest" : "VM process runs " + report.getVmm())
+            + " as process " + pid + " (host UID " + plan.hostUid() + ", own user namespace); " + pinned
+            + " bytes pinned through " + backend + (backend == DmaBackend.IoUring ? " (accounting only, no device)" : "")
             + ", charged " + (accounting == Accounting.PerProcess ? "to its process (mm)" : "to host UID " + plan.hostUid())
             + " under RLIMIT_MEMLOCK " + plan.memlockBytes());
     publish(AgentPhase.Running);
   }
 
-  private void setUpIommufd() {
+  private void openIommufd() {
     for (String address : plan.devices()) {
       try {
         DevicePath d = sysfs.resolve(address);
@@ -198,11 +234,11 @@ public final class NodeAgent {
       throw new AgentFailure(
           "NoIommufd",
           Iommufd.DEVICE + " not found: the node's kernel needs CONFIG_IOMMUFD with its IOMMU enabled, and "
-              + Iommufd.DEVICE + " mounted into the node pod; or use --dma-backend io-uring (accounting only)");
+              + Iommufd.DEVICE + " given to the node pod; or use --dma-backend io-uring (accounting only)");
     }
     iommufd = new Iommufd(Kernel.open(sysfs.hostPath(Iommufd.DEVICE), Uapi.O_RDWR));
     if (accounting == Accounting.PerProcess) {
-      // must precede every object on this fd, or the kernel answers EBUSY
+      // must precede every object on this fd, or the kernel answers EBUSY; the VMM creates the objects later
       try {
         iommufd.setRlimitMode(Uapi.RLIMIT_MODE_PER_PROCESS);
       } catch (KernelException e) {
@@ -210,27 +246,114 @@ public final class NodeAgent {
             e.errnoName(),
             "IOMMU_OPTION RLIMIT_MODE=per-process refused: " + e.errnoName()
                 + (e.errnoName().equals("EPERM")
-                    ? " (the agent needs CAP_SYS_RESOURCE: run the node pod privileged), or use --accounting per-user"
+                    ? " (the agent needs CAP_SYS_RESOURCE), or use --accounting per-user"
                     : ""));
       }
     }
-    ioasId = iommufd.allocIoas();
-    for (int i = 0; i < report.getDevices().size(); i++) {
-      DeviceStatus status = report.getDevices().get(i);
-      VfioDevice device = VfioDevice.open(sysfs.hostPath(status.getCdev()));
-      devices.add(device);
-      try {
-        int devId = device.bind(iommufd);
-        device.attach(ioasId);
-        LOG.info("device {} ({}) bound as object {} and attached to IOAS {}", status.getPciAddress(), status.getCdev(), devId, ioasId);
-      } catch (KernelException e) {
-        throw new AgentFailure(
-            e.errnoName(),
-            "device " + status.getPciAddress() + " (" + status.getCdev() + "): " + e.getMessage()
-                + (e.errnoName().equals("EBUSY") ? ": another process (a VM?) holds the device" : ""));
-      }
-      status.setAttached(true);
+    for (DeviceStatus status : report.getDevices()) {
+      // opened, never bound: VFIO_DEVICE_BIND_IOMMUFD on a bound cdev is EINVAL, and the VMM binds it itself
+      devices.add(VfioDevice.open(sysfs.hostPath(status.getCdev())));
+      LOG.info("device {} ({}) opened for the VMM (not bound)", status.getPciAddress(), status.getCdev());
     }
+  }
+
+  /** The io-uring launcher: MAPPED (or ERROR) once guest RAM is registered, then EOF when it exec'd the VMM. */
+  private void awaitLauncher(int pid) {
+    String line = vm.readLine();
+    if (line == null) {
+      throw new AgentFailure(
+          "VmExited",
+          "VM process " + pid + " " + awaitExit() + " before pinning guest memory" + vmmWords()
+              + " (util-linux setpriv and unshare must be installed, user namespaces enabled "
+              + "(user.max_user_namespaces > 0), and the agent not run inside a chroot)");
+    }
+    String[] words = line.split(" ");
+    if (words[0].equals(VmFds.ERROR)) {
+      throw mapFailure(words[1], words.length > 2 ? words[2] : "?");
+    }
+    String execLine = vm.readLine();
+    if (execLine != null) {
+      String[] w = execLine.split(" ");
+      throw new AgentFailure(
+          w[1],
+          (isQemu ? "QEMU " + plan.vmm().qemu() : "--vm-command " + plan.vmCommand().get(0))
+              + " could not be started in the VM process: " + w[1] + " (" + w[2]
+              + "; is it installed and executable by host UID " + plan.hostUid() + "?)");
+    }
+    vm.closeControl();
+  }
+
+  /** A --vm-command on iommufd says READY on the control socket once it bound, attached and mapped. */
+  private void awaitReady(int pid) {
+    String line = vm.readLine();
+    vm.closeControl();
+    if (line == null || !line.trim().equals(VmFds.READY)) {
+      throw new AgentFailure(
+          "VmExited",
+          "--vm-command " + plan.vmCommand().get(0) + " (process " + pid + ") "
+              + (line == null ? awaitExit() + " without writing READY on fd " + VmFds.CONTROL : "wrote '" + line + "', not READY")
+              + vmmWords());
+    }
+  }
+
+  /** QMP greeting (QEMU built the machine: devices bound and attached, guest RAM mapped), running, devices present. */
+  private void awaitGuestRunning(int pid) {
+    try {
+      qmp.handshake();
+      JsonNode status = qmp.execute("query-status");
+      if (!status.path("running").asBoolean()) {
+        throw new AgentFailure("GuestNotRunning", "QEMU " + pid + " is up but its guest is " + status.path("status").asText());
+      }
+      List<String> present = Qmp.pciDeviceIds(qmp.execute("query-pci"));
+      for (int i = 0; i < devices.size(); i++) {
+        String id = QemuCommandLine.deviceId(i);
+        if (!present.contains(id)) {
+          throw new AgentFailure(
+              "DeviceMissing",
+              "QEMU " + pid + " runs but query-pci does not show " + id + " (" + report.getDevices().get(i).getPciAddress() + ")");
+        }
+      }
+    } catch (Qmp.QmpException e) {
+      String exit = awaitExit();
+      throw qemuFailure(pid, exit, e.getMessage());
+    }
+  }
+
+  /** What QEMU said on its way out, as a failure whose error is the errno QEMU quotes, if any. */
+  private AgentFailure qemuFailure(int pid, String exit, String qmpProblem) {
+    vmStderr.done().orTimeout(STOP_GRACE_SECONDS, TimeUnit.SECONDS).exceptionally(t -> null).join();
+    List<String> lines = vmStderr.lastLines();
+    String qemuLine = lines.stream().filter(l -> l.contains("qemu-system") || l.contains("vfio")).reduce((x, y) -> y)
+        .orElse(lines.isEmpty() ? qmpProblem : lines.get(lines.size() - 1));
+    String errno = null;
+    for (String l : lines) {
+      Matcher m = QEMU_ERRNO.matcher(l);
+      if (m.find()) {
+        String n = m.group(1) != null ? m.group(1) : m.group(2) != null ? m.group(2) : m.group(3);
+        errno = Kernel.errnoName(Integer.parseInt(n));
+        qemuLine = l;
+        break;
+      }
+      if (l.contains("Cannot allocate memory")) {
+        errno = "ENOMEM";
+        qemuLine = l;
+        break;
+      }
+    }
+    if ("ENOMEM".equals(errno)) {
+      return new AgentFailure(
+          errno,
+          "QEMU " + pid + " could not pin " + plan.memoryBytes() + " bytes of guest memory as host UID " + plan.hostUid()
+              + " under RLIMIT_MEMLOCK " + plan.memlockBytes() + " bytes: ENOMEM ("
+              + (accounting == Accounting.PerUser
+                  ? "per-user accounting: every process of host UID " + plan.hostUid()
+                      + " counts against it; give this VM its own host UID or raise its memlock limit"
+                  : "raise its memlock limit")
+              + "); QEMU said: " + qemuLine);
+    }
+    return new AgentFailure(
+        errno != null ? errno : "VmExited",
+        "QEMU " + pid + " " + exit + " before its guest ran; QEMU said: " + qemuLine);
   }
 
   private AgentFailure mapFailure(String errno, String call) {
@@ -244,7 +367,19 @@ public final class NodeAgent {
                       + " counts against it: give this VM its own host UID or raise --memlock"
                   : "raise --memlock"));
     }
-    return new AgentFailure(errno, "the VM process could not map its guest memory: " + call + " failed with " + errno);
+    return new AgentFailure(errno, "the VM process could not pin its guest memory: " + call + " failed with " + errno);
+  }
+
+  /** The kernel's count: the VMM's VmPin (iommufd), or the bytes its inherited io_uring holds registered. */
+  private long pinnedBytes(int pid) {
+    try {
+      if (backend == DmaBackend.IoUring) {
+        return ProcStatus.ioUringRegisteredBytes(pid, VmFds.IOURING);
+      }
+      return ProcStatus.of(pid).vmPinBytes();
+    } catch (IOException e) {
+      throw new AgentFailure("VmExited", "VM process " + pid + " " + awaitExit() + " right after starting" + vmmWords());
+    }
   }
 
   private void checkIdentity(int pid) {
@@ -252,7 +387,7 @@ public final class NodeAgent {
     try {
       status = ProcStatus.of(pid);
     } catch (IOException e) {
-      throw new AgentFailure("VmExited", "VM process " + pid + " " + awaitExit() + " right after mapping");
+      throw new AgentFailure("VmExited", "VM process " + pid + " " + awaitExit() + " right after starting" + vmmWords());
     }
     long uid = plan.hostUid();
     if (!status.uids().stream().allMatch(u -> u == uid) || !status.uidMap().equals("0 " + uid + " 1")) {
@@ -264,6 +399,59 @@ public final class NodeAgent {
     LOG.info("VM process {}: uids {}, uid_map '{}', VmPin {} bytes, VmLck {} bytes", pid, status.uids(), status.uidMap(), status.vmPinBytes(), status.vmLckBytes());
   }
 
+  /** The VM process can read QEMU, its data and the boot files as its own UID, or the failure says which. */
+  private static void checkVmCanRead(NodeAgentPlan.Vmm v) {
+    List<String> paths = new ArrayList<>();
+    if (v.qemu().contains("/")) {
+      paths.add(v.qemu());
+    }
+    paths.addAll(v.qemuData());
+    QemuCommandLine.Boot b = v.boot();
+    for (String p : new String[] {b.kernel(), b.initrd(), b.disk()}) {
+      if (p != null) {
+        if (!Files.isRegularFile(Path.of(p))) {
+          throw new AgentFailure("BootFileMissing", "boot file " + p + " does not exist (or is not a file)");
+        }
+        paths.add(p);
+      }
+    }
+    for (String p : paths) {
+      String problem = VmProcess.unreachableByOthers(Path.of(p).toAbsolutePath());
+      if (problem != null) {
+        throw new AgentFailure(
+            "VmCannotRead",
+            "the VM process (its own host UID, no groups) cannot use " + p + ": " + problem
+                + "; make it world-readable (and its directories searchable)");
+      }
+    }
+  }
+
+  private String vmmWords() {
+    if (vmStderr == null) {
+      return "";
+    }
+    vmStderr.done().orTimeout(2, TimeUnit.SECONDS).exceptionally(t -> null).join();
+    List<String> lines = vmStderr.lastLines();
+    return lines.isEmpty() ? "" : "; it said: " + lines.get(lines.size() - 1);
+  }
+
+  private static CompletableFuture<Kernel.WaitStatus> waitInBackground(int pid) {
+    CompletableFuture<Kernel.WaitStatus> exit = new CompletableFuture<>();
+    Thread waiter =
+        new Thread(
+            () -> {
+              try {
+                exit.complete(Kernel.waitpid(pid, false));
+              } catch (RuntimeException e) {
+                exit.completeExceptionally(e);
+              }
+            },
+            "vm-" + pid + "-waiter");
+    waiter.setDaemon(true);
+    waiter.start();
+    return exit;
+  }
+
   private String awaitExit() {
     try {
       return vmExit.get(STOP_GRACE_SECONDS, TimeUnit.SECONDS).toString();
@@ -272,49 +460,85 @@ public final class NodeAgent {
     }
   }
 
-  /** SIGTERM to the VM's process group, SIGKILL after a grace period; returns once it is reaped. */
+  /**
+   * QEMU: QMP system_powerdown, the guest's grace, then quit, then SIGKILL; a --vm-command: SIGTERM, then
+   * SIGKILL. Always to the VM's process group, and returns once the VM process is reaped.
+   */
   private void stopVm() {
     if (vm == null || vmExit.isDone()) {
       return;
     }
+    if (qmp != null) {
+      try {
+        // firmware only (nothing booted): no guest OS to ask
+        boolean booted = plan.vmm().boot().direct() || plan.vmm().boot().disk() != null;
+        if (booted) {
+          qmp.execute("system_powerdown");
+          if (waitExit(plan.vmm().powerdownSeconds())) {
+            return;
+          }
+          LOG.info("guest did not power off within {} s: QMP quit", plan.vmm().powerdownSeconds());
+        }
+        qmp.execute("quit");
+      } catch (Qmp.QmpException e) {
+        LOG.debug("QMP on stop: {}", e.getMessage());
+      }
+      if (waitExit(STOP_GRACE_SECONDS)) {
+        return;
+      }
+      vm.signal(Uapi.SIGKILL);
+      vmExit.join();
+      return;
+    }
     vm.signal(Uapi.SIGTERM);
-    try {
-      vmExit.get(STOP_GRACE_SECONDS, TimeUnit.SECONDS);
-    } catch (TimeoutException e) {
+    if (!waitExit(STOP_GRACE_SECONDS)) {
       LOG.warn("VM process {} ignored SIGTERM for {} s: SIGKILL", vm.pid(), STOP_GRACE_SECONDS);
       vm.signal(Uapi.SIGKILL);
       vmExit.join();
-    } catch (InterruptedException | ExecutionException e) {
-      vm.signal(Uapi.SIGKILL);
     }
   }
 
-  /** Releases every pin and kernel object the agent holds; tolerant, so a failure mid-way still releases the rest. */
+  private boolean waitExit(long seconds) {
+    try {
+      vmExit.get(seconds, TimeUnit.SECONDS);
+      return true;
+    } catch (TimeoutException e) {
+      return false;
+    } catch (InterruptedException | ExecutionException e) {
+      return vmExit.isDone();
+    }
+  }
+
+  private void closeAgentDeviceFds() {
+    for (VfioDevice d : devices) {
+      Kernel.closeQuietly(d.fd());
+    }
+    if (iommufd != null) {
+      Kernel.closeQuietly(iommufd.fd());
+    }
+  }
+
+  /** Releases what the agent holds; the VM's pins went with its process (its fds were the last ones). */
   private void release() {
     if (vm != null) {
       vm.closeControl();
     }
-    for (VfioDevice d : devices) {
-      try {
-        d.detach();
-      } catch (KernelException e) {
-        LOG.debug("detach: {}", e.getMessage());
-      }
-      Kernel.closeQuietly(d.fd());
+    if (qmp != null) {
+      qmp.close();
     }
+    closeAgentDeviceFds();
     devices.clear();
-    if (iommufd != null) {
-      if (ioasId >= 0) {
-        try {
-          long bytes = iommufd.unmapAll(ioasId);
-          LOG.info("unmapped {} bytes from IOAS {}", bytes, ioasId);
-          iommufd.destroy(ioasId);
-        } catch (KernelException e) {
-          LOG.debug("IOAS release: {}", e.getMessage());
-        }
+    iommufd = null;
+    if (console != null) {
+      console.done().orTimeout(STOP_GRACE_SECONDS, TimeUnit.SECONDS).exceptionally(t -> null).join();
+      report.setConsoleBytes(console.bytes());
+    }
+    if (consoleLog != null) {
+      try {
+        consoleLog.close();
+      } catch (IOException e) {
+        LOG.debug("console log: {}", e.getMessage());
       }
-      Kernel.closeQuietly(iommufd.fd());
-      iommufd = null;
     }
     report.getDevices().forEach(d -> d.setAttached(false));
     report.setPinnedBytes(0L);

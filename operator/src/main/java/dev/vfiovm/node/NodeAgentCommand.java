@@ -17,9 +17,10 @@ import picocli.CommandLine.Spec;
     name = "node-agent",
     mixinStandardHelpOptions = true,
     description = {
-      "Starts one VM process as the VM's host UID in its own user namespace, with its RLIMIT_MEMLOCK set from",
-      "outside, lets it pin its guest memory (iommufd or io_uring) so the pins are charged to it, reports,",
-      "holds until SIGTERM, then releases every pin. Exit 0 when stopped; 1 with one stderr line on failure."
+      "Starts one VM's QEMU as the VM's host UID in its own user namespace, with its RLIMIT_MEMLOCK set from",
+      "outside and the iommufd and VFIO device fds handed over unbound, so QEMU's own pins are charged to it;",
+      "supervises it over QMP, copies its serial console to stdout, reports, stops it on SIGTERM.",
+      "Exit 0 when stopped; 1 with one stderr line on failure."
     })
 public final class NodeAgentCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
@@ -59,8 +60,58 @@ public final class NodeAgentCommand implements Callable<Integer> {
       description = "Last option: the VM process execs CMD ARG... after mapping (all remaining arguments).")
   List<String> vmCommand = new ArrayList<>();
 
-  @Option(names = "--exit-after-map", description = "Map, report, release and exit 0.")
+  @Option(
+      names = {"--exit-when-running", "--exit-after-map"},
+      description = "Reach Running (guest running, memory pinned), report, stop the VM as on SIGTERM and exit 0.")
   boolean exitAfterMap;
+
+  @Option(names = "--cpus", defaultValue = "1", paramLabel = "N", description = "Guest vCPUs.")
+  int cpus;
+
+  @Option(names = "--kernel", paramLabel = "FILE", description = "Direct kernel boot: the guest kernel.")
+  String kernel;
+
+  @Option(names = "--initrd", paramLabel = "FILE", description = "Its initrd (with --kernel).")
+  String initrd;
+
+  @Option(names = "--cmdline", paramLabel = "TEXT", description = "Its command line (with --kernel).")
+  String cmdline;
+
+  @Option(names = "--disk", paramLabel = "FILE", description = "Firmware boot from this disk image (raw, or qcow2 by name).")
+  String disk;
+
+  @Option(
+      names = "--console",
+      defaultValue = "stdout",
+      paramLabel = "stdout|none",
+      description = "stdout: the guest's serial console is copied to this agent's stdout (kubectl logs).")
+  String console;
+
+  @Option(names = "--console-log", paramLabel = "FILE", description = "Also copy the serial console to FILE.")
+  Path consoleLog;
+
+  @Option(
+      names = "--qemu",
+      defaultValue = "${env:VFIOVM_QEMU:-qemu-system-x86_64}",
+      paramLabel = "PATH",
+      description = "QEMU (>= 9.0: iommufd backend and fd passing); default $VFIOVM_QEMU, else on PATH.")
+  String qemu;
+
+  @Option(
+      names = "--qemu-data",
+      paramLabel = "DIR",
+      description = "Extra QEMU data directory (-L; repeatable); default the colon-separated $VFIOVM_QEMU_DATA.")
+  List<String> qemuData;
+
+  @Option(names = "--accel", defaultValue = "tcg", paramLabel = "tcg|kvm", description = "QEMU accelerator.")
+  String accel;
+
+  @Option(
+      names = "--powerdown-timeout",
+      defaultValue = "10",
+      paramLabel = "S",
+      description = "Seconds a guest gets to power off (QMP system_powerdown) before quit, then SIGKILL.")
+  long powerdownSeconds;
 
   /** --vm-command takes every argument after it, options of the command included. */
   static final class RestOfLine implements IParameterConsumer {
@@ -94,7 +145,25 @@ public final class NodeAgentCommand implements Callable<Integer> {
         report,
         reportPod,
         vmCommand,
-        exitAfterMap);
+        exitAfterMap,
+        new NodeAgentPlan.Vmm(
+            qemu,
+            qemuData != null ? qemuData : envList("VFIOVM_QEMU_DATA"),
+            accel,
+            cpus,
+            new QemuCommandLine.Boot(kernel, initrd, cmdline, disk),
+            switch (console) {
+              case "stdout" -> true;
+              case "none" -> false;
+              default -> throw new IllegalArgumentException("--console '" + console + "' must be stdout or none");
+            },
+            consoleLog,
+            powerdownSeconds));
+  }
+
+  private static List<String> envList(String name) {
+    String value = System.getenv(name);
+    return value == null || value.isBlank() ? List.of() : List.of(value.split(":"));
   }
 
   @Override

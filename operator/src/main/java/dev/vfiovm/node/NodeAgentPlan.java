@@ -20,7 +20,49 @@ public record NodeAgentPlan(
     Path reportFile,
     String reportPod,
     List<String> vmCommand,
-    boolean exitAfterMap) {
+    boolean exitAfterMap,
+    Vmm vmm) {
+
+  /**
+   * The VMM side of the plan: which QEMU, what it boots, where the console goes. Unused with --vm-command.
+   *
+   * @param powerdownSeconds how long a guest gets to power off after QMP system_powerdown before quit/SIGKILL
+   */
+  public record Vmm(
+      String qemu,
+      List<String> qemuData,
+      String accel,
+      int cpus,
+      QemuCommandLine.Boot boot,
+      boolean serialConsole,
+      Path consoleLog,
+      long powerdownSeconds) {
+    public static final String DEFAULT_QEMU = "qemu-system-x86_64";
+
+    public Vmm {
+      qemuData = List.copyOf(qemuData);
+      if (cpus < 1 || cpus > 64) {
+        throw new IllegalArgumentException("--cpus " + cpus + " must be 1..64");
+      }
+      if (boot.kernel() == null && (boot.initrd() != null || boot.cmdline() != null)) {
+        throw new IllegalArgumentException("--initrd and --cmdline need --kernel (a direct kernel boot)");
+      }
+      if (boot.kernel() != null && boot.disk() != null) {
+        throw new IllegalArgumentException("give --kernel (direct boot) or --disk (firmware boot), not both");
+      }
+      if (!accel.matches("tcg|kvm")) {
+        throw new IllegalArgumentException("--accel '" + accel + "' must be tcg or kvm");
+      }
+      if (powerdownSeconds < 0) {
+        throw new IllegalArgumentException("--powerdown-timeout must be >= 0");
+      }
+    }
+
+    /** A firmware-only VM: QEMU's defaults, one vCPU, nothing booted, console on stdout. */
+    public static Vmm defaults() {
+      return new Vmm(DEFAULT_QEMU, List.of(), "tcg", 1, QemuCommandLine.Boot.NONE, true, null, 10);
+    }
+  }
 
   static final long PAGE = 4096;
 

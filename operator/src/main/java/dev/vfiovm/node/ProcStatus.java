@@ -16,6 +16,34 @@ public record ProcStatus(List<Long> uids, List<Long> gids, long vmPinBytes, long
     return parse(lines, uidMap);
   }
 
+  /**
+   * Bytes an io_uring holds registered (pinned, charged to its user), from the kernel's fdinfo of that ring
+   * as seen in process PID at fd RING: the "UserBufs" lines {@code N: 0xADDR/LEN}.
+   */
+  public static long ioUringRegisteredBytes(int pid, int ring) throws IOException {
+    return registeredBytes(Files.readAllLines(Path.of("/proc", Integer.toString(pid), "fdinfo", Integer.toString(ring))));
+  }
+
+  static long registeredBytes(List<String> fdinfo) {
+    long total = 0;
+    boolean inBufs = false;
+    for (String line : fdinfo) {
+      if (line.startsWith("UserBufs:")) {
+        inBufs = true;
+        continue;
+      }
+      java.util.regex.Matcher m = BUF.matcher(line);
+      if (inBufs && m.matches()) {
+        total += Long.parseLong(m.group(1));
+      } else if (inBufs) {
+        inBufs = false;
+      }
+    }
+    return total;
+  }
+
+  private static final java.util.regex.Pattern BUF = java.util.regex.Pattern.compile("\\s*\\d+: 0x[0-9a-f]+/(\\d+)\\s*");
+
   static ProcStatus parse(List<String> statusLines, String uidMap) {
     List<Long> uids = List.of();
     List<Long> gids = List.of();

@@ -32,12 +32,15 @@ import java.util.stream.Collectors;
  *       capabilities, sets no_new_privs: no capability is left in the initial user namespace.
  *   <li>util-linux {@code unshare --user --map-root-user} creates the VM's user namespace, with ns-root mapped
  *       to that host UID (uid_map "0 UID 1"), so pins are charged to the UID's user_struct.
- *   <li>{@code java ... VmProcessMain} maps the guest memory (charged to itself), then holds or execs
- *       --vm-command.
+ *   <li>QEMU (or a --vm-command), which binds, attaches and maps guest RAM itself (iommufd); on io-uring
+ *       first {@code java ... VmProcessMain}, which creates the guest RAM memfd, registers it as an io_uring
+ *       buffer (charged to the UID) and execs QEMU on that same memfd.
  * </ol>
  */
 final class VmProcess {
+  /** Root gate; the QEMU variant closes the control socket before the drop, so QEMU never holds it. */
   static final String SHELL_GATE = "read -r go <&3 && [ \"$go\" = go ] && exec \"$@\"";
+  static final String SHELL_GATE_CLOSING = "read -r go <&3 && [ \"$go\" = go ] && exec \"$@\" 3<&-";
 
   private final int pid;
   private final int control;
@@ -51,34 +54,49 @@ final class VmProcess {
     return pid;
   }
 
-  /** Spawns the chain; the VM process then waits for {@link #go}. passFds land at 4, 5, ... */
+  /** The agent's ends of the VM process's sockets; -1 where the VM has none. */
+  record Channels(int qmp, int console, int stderr) {}
+
+  /**
+   * Spawns the chain; the VM process then waits for {@link #limitAndGo}. {@code vmm} is the program the VM
+   * process finally is (QEMU's command line, or a --vm-command); on io-uring the VM-side launcher
+   * ({@link VmProcessMain}) pins guest RAM first and execs it.
+   *
+   * @param iommufd the fresh iommufd (iommufd backend), else null
+   * @param qmp the VM's end of the QMP socket (QEMU), else -1
+   * @param console the VM's end of the console socket (QEMU with a serial console), else -1
+   * @param stderr where the VM process's stderr goes, else -1 (inherited)
+   */
   static VmProcess spawn(
       NodeAgentPlan plan,
       DmaBackend backend,
       Accounting accounting,
       Integer iommufd,
-      int ioasId,
       List<Integer> deviceFds,
-      List<String> deviceAddresses) {
-    checkReachableByVmUid();
+      List<String> deviceAddresses,
+      List<String> vmm,
+      boolean isQemu,
+      int qmp,
+      int console,
+      int stderr) {
     String uid = Long.toString(plan.hostUid());
+    boolean launcher = backend == DmaBackend.IoUring;
     List<String> argv = new ArrayList<>();
-    argv.addAll(List.of("/bin/sh", "-c", SHELL_GATE, "vfiovm-vm"));
+    // QEMU on iommufd gets nothing it does not use; a --vm-command keeps the control socket to say READY
+    argv.addAll(List.of("/bin/sh", "-c", isQemu && !launcher ? SHELL_GATE_CLOSING : SHELL_GATE, "vfiovm-vm"));
     argv.addAll(
         List.of(
             "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", "--inh-caps=-all",
             "--bounding-set=-all", "--no-new-privs", "--"));
     argv.addAll(List.of("unshare", "--user", "--map-root-user", "--"));
-    argv.addAll(javaCommand());
-    argv.add("agent-pid=" + Kernel.getpid());
-    argv.add("backend=" + backend.name());
-    argv.add("memory=" + plan.memoryBytes());
-    argv.add("ioas=" + ioasId);
-    argv.add("devices=" + deviceFds.size());
-    if (!plan.vmCommand().isEmpty()) {
+    if (launcher) {
+      checkReachableByVmUid();
+      argv.addAll(javaCommand());
+      argv.add("agent-pid=" + Kernel.getpid());
+      argv.add("memory=" + plan.memoryBytes());
       argv.add("--");
-      argv.addAll(plan.vmCommand());
     }
+    argv.addAll(vmm);
     List<String> env = new ArrayList<>();
     env.add("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     env.add("HOME=/");
@@ -87,8 +105,9 @@ final class VmProcess {
     env.add(VmFds.ENV_MEMLOCK_BYTES + "=" + plan.memlockBytes());
     env.add(VmFds.ENV_DMA_BACKEND + "=" + backend.name());
     env.add(VmFds.ENV_ACCOUNTING + "=" + accounting.name());
+    env.add(VmFds.ENV_CONTROL_FD + "=" + VmFds.CONTROL);
     if (backend == DmaBackend.Iommufd) {
-      env.add(VmFds.ENV_IOAS_ID + "=" + ioasId);
+      env.add(VmFds.ENV_IOMMUFD + "=" + VmFds.IOMMUFD);
       List<String> fdNumbers = new ArrayList<>();
       for (int i = 0; i < deviceFds.size(); i++) {
         fdNumbers.add(Integer.toString(VmFds.FIRST_DEVICE + i));
@@ -97,16 +116,19 @@ final class VmProcess {
       env.add(VmFds.ENV_DEVICES + "=" + String.join(",", deviceAddresses));
     }
     int[] pair = Kernel.socketPair();
-    // without an iommufd, /dev/null holds fd 4 so the VM-side JVM cannot take it for its own files
-    // (the VM process later puts its io_uring there with dup2, which would close such a file under the JVM)
-    int placeholder = iommufd == null ? Kernel.open("/dev/null", Uapi.O_RDONLY) : -1;
+    // /dev/null holds every slot the VM does not use, so the numbers stay fixed and a VM-side JVM cannot take
+    // them for its own files (the launcher later dup2s its io_uring and memfd there)
+    int placeholder = Kernel.open("/dev/null", Uapi.O_RDONLY);
     List<Integer> fds = new ArrayList<>();
     fds.add(pair[1]); // 3: control
     fds.add(iommufd != null ? iommufd : placeholder); // 4
-    fds.addAll(deviceFds); // 5...
+    fds.add(qmp >= 0 ? qmp : placeholder); // 5
+    fds.add(console >= 0 ? console : placeholder); // 6
+    fds.add(placeholder); // 7: the launcher's memfd
+    fds.addAll(deviceFds); // 8...
     int pid;
     try {
-      pid = Kernel.spawn("/bin/sh", argv, env, fds);
+      pid = Kernel.spawn("/bin/sh", argv, env, fds, stderr);
     } catch (RuntimeException e) {
       Kernel.closeQuietly(pair[0]);
       throw e;

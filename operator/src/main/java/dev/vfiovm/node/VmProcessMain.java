@@ -1,6 +1,5 @@
 package dev.vfiovm.node;
 
-import dev.vfiovm.node.kernel.Iommufd;
 import dev.vfiovm.node.kernel.Kernel;
 import dev.vfiovm.node.kernel.KernelException;
 import dev.vfiovm.node.kernel.Uapi;
@@ -12,9 +11,11 @@ import java.util.Map;
 import java.util.TreeMap;
 
 /**
- * The VM side: runs as the VM's host UID, as root of its own user namespace, with the RLIMIT_MEMLOCK the
- * agent set. Creates the guest memory and pins it itself, so the kernel charges the pins to this process
- * and its UID; reports on the control socket; then holds, or execs --vm-command with the fds in place.
+ * The VM-side launcher of the io-uring backend: runs as the VM's host UID, as root of its own user namespace,
+ * with the RLIMIT_MEMLOCK the agent set. Creates the guest RAM memfd and registers it as an io_uring buffer,
+ * so the kernel charges the pins to this UID (as iommufd's per-user mode would); reports on the control
+ * socket; then execs the VMM (QEMU on that same memfd, see {@link QemuCommandLine}) with the fds in place,
+ * or holds the pins when given no command.
  *
  * <p>A separate small entry point (no picocli, logging or Kubernetes classes) to keep JVM start-up short;
  * the agent starts it as {@code java -cp vfiovm.jar dev.vfiovm.node.VmProcessMain KEY=VALUE... -- CMD...}.
@@ -43,32 +44,24 @@ public final class VmProcessMain {
       System.exit(3);
     }
     int control = VmFds.CONTROL;
-    String backend = opts.get("backend");
     long memory = Long.parseLong(opts.get("memory"));
-    int devices = Integer.parseInt(opts.getOrDefault("devices", "0"));
     int memfd;
-    int ringFd = -1;
-    long iova = 0;
+    int ringFd;
     String step = "memfd_create";
     try {
       memfd = Kernel.memfdCreate("vfiovm-guest", memory);
       step = "mmap";
       Pointer guest = Kernel.mmap(memory, memfd);
-      if (backend.equals("Iommufd")) {
-        step = "IOMMU_IOAS_MAP";
-        iova = new Iommufd(VmFds.IOMMUFD).map(Integer.parseInt(opts.get("ioas")), guest, memory);
-      } else {
-        step = "io_uring_setup";
-        ringFd = Kernel.ioUringSetup(1);
-        step = "IORING_REGISTER_BUFFERS";
-        Kernel.ioUringRegisterBuffer(ringFd, guest, memory);
-      }
+      step = "io_uring_setup";
+      ringFd = Kernel.ioUringSetup(1);
+      step = "IORING_REGISTER_BUFFERS";
+      Kernel.ioUringRegisterBuffer(ringFd, guest, memory);
     } catch (KernelException e) {
       Kernel.writeFully(control, VmFds.ERROR + " " + e.errnoName() + " " + e.call() + "\n");
       System.exit(1);
       return;
     }
-    Kernel.writeFully(control, VmFds.MAPPED + " " + memory + " " + iova + "\n");
+    Kernel.writeFully(control, VmFds.MAPPED + " " + memory + " 0\n");
     if (command.isEmpty()) {
       // hold the pins until the agent stops us (SIGTERM) or goes away (EOF on the control socket)
       while (Kernel.read(control, 64).length > 0) {
@@ -77,14 +70,13 @@ public final class VmProcessMain {
       System.exit(0);
       return;
     }
-    // place the fds as documented in VmFds; the control socket stays open close-on-exec, so the agent
-    // reads EOF when exec succeeded and an ERROR line when it did not
+    // place the fds as documented in VmFds; the control socket is closed by the exec, so the agent reads EOF
+    // when exec succeeded and an ERROR line when it did not
     int controlCopy = Kernel.dupAbove(control, 100);
+    Kernel.dup2(ringFd, VmFds.IOURING);
     Kernel.dup2(memfd, VmFds.MEMFD);
-    if (ringFd >= 0) {
-      Kernel.dup2(ringFd, VmFds.IOURING);
-    }
-    Kernel.cloexecFrom(VmFds.FIRST_DEVICE + devices);
+    Kernel.cloexecRange(VmFds.CONTROL, VmFds.CONTROL);
+    Kernel.cloexecFrom(VmFds.FIRST_DEVICE);
     Map<String, String> env = new TreeMap<>();
     env.put("PATH", System.getenv().getOrDefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"));
     System.getenv().forEach((k, v) -> {
@@ -92,13 +84,9 @@ public final class VmProcessMain {
         env.put(k, v);
       }
     });
+    env.remove(VmFds.ENV_CONTROL_FD);
     env.put(VmFds.ENV_MEMFD, Integer.toString(VmFds.MEMFD));
-    if (backend.equals("Iommufd")) {
-      env.put(VmFds.ENV_IOMMUFD, Integer.toString(VmFds.IOMMUFD));
-      env.put(VmFds.ENV_IOVA, Long.toString(iova));
-    } else {
-      env.put(VmFds.ENV_IOURING_FD, Integer.toString(VmFds.IOURING));
-    }
+    env.put(VmFds.ENV_IOURING_FD, Integer.toString(VmFds.IOURING));
     List<String> envp = new ArrayList<>();
     env.forEach((k, v) -> envp.add(k + "=" + v));
     try {

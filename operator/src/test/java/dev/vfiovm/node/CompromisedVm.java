@@ -33,14 +33,15 @@ public final class CompromisedVm {
 
   public static void main(String[] args) throws Exception {
     long limit = Long.parseLong(System.getenv(VmFds.ENV_MEMLOCK_BYTES));
-    for (int fd = VmFds.MEMFD; fd <= VmFds.IOMMUFD; fd++) {
+    for (int fd : new int[] {VmFds.IOURING, VmFds.MEMFD}) {
       System.out.println("fd" + fd + "=" + Files.readSymbolicLink(Path.of("/proc/self/fd/" + fd)));
     }
     System.out.println("raise-memlock=" + attempt(() -> Kernel.setOwnMemlockLimit(2 * limit, 2 * limit)));
     String iommufd = System.getenv(VmFds.ENV_IOMMUFD);
     if (iommufd != null) {
       Iommufd fd = new Iommufd(Integer.parseInt(iommufd));
-      int ioas = Integer.parseInt(System.getenv(VmFds.ENV_IOAS_ID));
+      // the VMM's own IOAS (the agent hands over a context with no object); pins start at attach
+      int ioas = fd.allocIoas();
       System.out.println(
           "pin-beyond-limit=" + attempt(() -> fd.map(ioas, Kernel.mmap(limit, -1), limit)));
       System.out.println(

@@ -23,4 +23,14 @@ class ProcStatusTest {
     assertThat(s.vmLckBytes()).isZero();
     assertThat(s.uidMap()).isEqualTo("0 1879048300 1");
   }
+
+  @Test
+  void sumsTheBuffersAnIoUringHoldsRegistered() {
+    java.util.List<String> fdinfo = java.util.List.of(
+        "SqThread:\t-1", "UserFiles:\t0", "UserBufs:\t2", "    0: 0x7f5f39876000/1048576", "    1: 0x7f5f30000000/4096",
+        "PollList:", "CqOverflowList:");
+    org.assertj.core.api.Assertions.assertThat(ProcStatus.registeredBytes(fdinfo)).isEqualTo(1048576 + 4096);
+    org.assertj.core.api.Assertions.assertThat(ProcStatus.registeredBytes(java.util.List.of("UserBufs:\t0", "PollList:")))
+        .isZero();
+  }
 }

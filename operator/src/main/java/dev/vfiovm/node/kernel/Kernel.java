@@ -171,6 +171,15 @@ public final class Kernel {
     }
   }
 
+  /** Marks fds first..last close-on-exec. */
+  public static void cloexecRange(int first, int last) {
+    try {
+      libc().close_range(first, last, Uapi.CLOSE_RANGE_CLOEXEC);
+    } catch (LastErrorException e) {
+      throw fail("close_range", e);
+    }
+  }
+
   /** Two connected AF_UNIX stream sockets, close-on-exec. */
   public static int[] socketPair() {
     int[] fds = new int[2];
@@ -346,12 +355,18 @@ public final class Kernel {
    * closefrom_np keeps the agent's own fds (API connections, jars) out of the VM.
    */
   public static int spawn(String path, List<String> argv, List<String> envp, List<Integer> fds) {
+    return spawn(path, argv, envp, fds, -1);
+  }
+
+  /** As {@link #spawn(String, List, List, List)}, with stderr going to {@code stderrFd} when it is >= 0. */
+  public static int spawn(String path, List<String> argv, List<String> envp, List<Integer> fds, int stderrFd) {
     int base = 3;
     // copies above every target first, so placing one fd never clobbers another's source
     int[] high = new int[fds.size()];
     for (int i = 0; i < fds.size(); i++) {
       high[i] = dupAbove(fds.get(i), 1024);
     }
+    int highErr = stderrFd >= 0 ? dupAbove(stderrFd, 1024) : -1;
     Memory actions = new Memory(512);
     Memory attr = new Memory(1024);
     Memory empty = new Memory(128);
@@ -366,6 +381,9 @@ public final class Kernel {
           "posix_spawn_file_actions_addopen");
       for (int i = 0; i < high.length; i++) {
         check(libc().posix_spawn_file_actions_adddup2(actions, high[i], base + i), "adddup2");
+      }
+      if (highErr >= 0) {
+        check(libc().posix_spawn_file_actions_adddup2(actions, highErr, 2), "adddup2(stderr)");
       }
       check(libc().posix_spawn_file_actions_addclosefrom_np(actions, base + high.length), "addclosefrom_np");
       libc().sigemptyset(empty);
@@ -389,6 +407,9 @@ public final class Kernel {
       libc().posix_spawnattr_destroy(attr);
       for (int fd : high) {
         closeQuietly(fd);
+      }
+      if (highErr >= 0) {
+        closeQuietly(highErr);
       }
     }
   }

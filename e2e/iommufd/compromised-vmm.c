@@ -8,7 +8,8 @@
 // per-user accounting each attempt is checked against the UID's counter, which still holds the guest memory
 // pinned first, so each gets ENOMEM; a smaller map that fits under the limit then succeeds in the exec'd image
 // (the refusal is the limit, not a broken fd). One line per attempt ("compromised-vmm: ..."); then it holds
-// its pins until SIGTERM.
+// its pins until SIGTERM. It attacks only once told (SIGUSR1, from the test, after the agent reported Running
+// with the pins it read at READY), so what the agent reads is the state at READY, not a race with the exec.
 // Usage: compromised-vmm [MORE_BYTES [FITS_BYTES]]   (defaults: VFIOVM_MEMORY_BYTES, 4 MiB)
 // Self-contained: uAPI values from Linux 6.12 include/uapi/linux/iommufd.h and vfio.h; each ioctl is small and
 // checked, as in tools/testing/selftests/iommu.
@@ -157,12 +158,19 @@ int main(int argc, char **argv) {
   if (rc) {
     return 1;
   }
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &usr1, NULL);
   int control = env("VFIOVM_CONTROL_FD");
   if (write(control, "READY\n", 6) != 6) {
     say("write READY: %s", strerrorname_np(errno));
     return 1;
   }
   say("READY");
+  int sig;
+  sigwait(&usr1, &sig);
+  say("told to attack (SIGUSR1)");
 
   pid_t child = fork();
   if (child == 0) {

@@ -72,6 +72,9 @@ declare -A PID START
 now() { date +%s.%N; }
 up() { cut -d' ' -f1 /proc/uptime; }
 log() { echo "scenario: [$(up)] $*"; }
+show() { # show NAME: the tail of an agent's output on the console (visible on the host while the guest runs)
+  tail -n 25 "$VMS/$1/stdout" "$VMS/$1/stderr" 2>/dev/null | cut -c1-400 | sed "s/^/scenario: $1| /"
+}
 timing() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%s %.2f\n", n, b - a }' >> "$OUT/timings"; }
 
 field() { # field NAME KEY: a scalar of the VM's report (the report is one JSON object)
@@ -97,10 +100,10 @@ await() { # await NAME PHASE...: until the report's phase is one of PHASE or the
     for want in "$@"; do
       [[ $phase == "$want" ]] && { log "$name is $phase"; timing "$name-to-$phase" "${START[$name]}" "$(now)"; return 0; }
     done
-    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited in phase '${phase}'"; return 1; }
+    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited in phase '${phase}'"; show "$name"; return 1; }
     sleep 0.2
   done
-  log "$name: timed out waiting for $*"; return 1
+  log "$name: timed out waiting for $*"; show "$name"; return 1
 }
 
 console_has() { # console_has NAME TEXT TIMEOUT: until the VM's console shows TEXT (bounded)
@@ -111,7 +114,7 @@ console_has() { # console_has NAME TEXT TIMEOUT: until the VM's console shows TE
     kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited before its console showed $text"; return 1; }
     sleep 0.5
   done
-  log "$name: console never showed $text"; return 1
+  log "$name: console never showed $text"; show "$name"; return 1
 }
 
 output_has() { # output_has NAME TEXT: until the agent's output (its VM process's) shows TEXT (bounded)
@@ -141,7 +144,7 @@ finish() { # finish NAME: wait for the agent's exit, record its code and whether
   pid=$(field "$name" vmPid)
   if [[ -n $pid ]] && [[ -d /proc/$pid ]]; then echo no; else echo yes; fi > "$VMS/$name/gone"
   timing "$name-total" "${START[$name]}" "$(now)"
-  log "$name exited $rc"
+  log "$name exited $rc: $(field "$name" phase) $(field "$name" error)"
 }
 
 stop() { # stop NAME: SIGTERM the agent as the kubelet would, then finish

@@ -126,7 +126,8 @@ QEMU_DEB_VERSION=1:10.0.2+ds-2+deb13u1~bpo12+1
 build_node_base() {
   build_jre_base
   local layout=$IMAGES/node-base key
-  key=$( { echo "$QEMU_DEB_VERSION"; sha256sum "$IMAGES/jre17-base/index.json"; declare -f build_node_base; } | sha256sum | cut -c1-16)
+  key=$( { echo "$QEMU_DEB_VERSION"; sha256sum "$IMAGES/jre17-base/index.json" "$REPO_DIR/e2e/node-image/vfiovm-busybox.c"
+           declare -f build_node_base; } | sha256sum | cut -c1-16)
   [[ -f $layout/.done && $(cat "$layout/.done") == "$key" ]] && return 0
   step "building the node base image (JRE base + QEMU $QEMU_DEB_VERSION from bookworm-backports + busybox-static; ~2-5 min)"
   local t0=$SECONDS w; w=$(mktemp -d -p "$LOCAL_CACHE")
@@ -150,8 +151,11 @@ build_node_base() {
   # (QEMU 10 needs seabios > 1.16.3 from backports too; its libraries are bookworm's)
   (( rc == 0 )) || { tail -20 "$w/apt.log" >&2; cp "$w/apt.log" "$LOCAL_CACHE/node-base-apt.log"; rm -rf "$w"
                      die "apt-get in the node image failed (log $LOCAL_CACHE/node-base-apt.log)"; }
-  # node pods copy it into an emptyDir, so a tenant's boot-file image needs no shell of its own
-  install -m 0755 "$r/bin/busybox" "$r/usr/local/bin/vfiovm-busybox"
+  # node pods copy it into an emptyDir, so a tenant's boot-file image needs no shell of its own; a launcher
+  # that carries the image's static busybox (a plain copy under this name says "applet not found")
+  gcc -static -Os -Wall -Werror -DBUSYBOX="\"$r/bin/busybox\"" -o "$r/usr/local/bin/vfiovm-busybox" \
+    "$REPO_DIR/e2e/node-image/vfiovm-busybox.c"
+  chroot "$r" /usr/local/bin/vfiovm-busybox true || die "vfiovm-busybox does not run in the node image"
   local v; v=$(chroot "$r" qemu-system-x86_64 --version | head -1)
   [[ $v == "QEMU emulator version 10.0.2 "* ]] || die "QEMU in the node image says '$v', not 10.0.2"
   chroot "$r" apt-get clean

@@ -40,7 +40,10 @@ build_tiny() {
 build_linux() {
   local d=$OUT/linux key
   [[ -f $KERNEL ]] || die "no guest kernel at $KERNEL: build it first (e2e/scripts/setup.sh 30-iommufd-kernel)"
-  [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || need busybox busybox-static
+  if [[ ! -x /bin/busybox ]] || ldd /bin/busybox >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends busybox-static >/dev/null \
+      || die "needs busybox-static (apt-get install failed)"
+  fi
   ldd /bin/busybox >/dev/null 2>&1 && die "/bin/busybox is not static: install busybox-static"
   need cpio cpio
   key=$(cat "$here/linux/init" /bin/busybox "$KERNEL" <(declare -f build_linux) | sha256sum | cut -c1-16)

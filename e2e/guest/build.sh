@@ -53,7 +53,7 @@ build_linux() {
   cp /bin/busybox "$w/root/bin/busybox"
   install -m 0755 "$here/linux/init" "$w/root/init"
   find "$w/root" -exec touch -h -d @0 {} +   # same inputs, same initrd
-  (cd "$w/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 | gzip -9n) > "$w/initrd.img"
+  (cd "$w/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet --reproducible -R 0:0 | gzip -9n) > "$w/initrd.img"
   cp "$KERNEL" "$w/vmlinuz"
   mv "$w/vmlinuz" "$w/initrd.img" "$d/"; rm -rf "$w"
   echo "$key" > "$d/.key"

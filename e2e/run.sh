@@ -26,9 +26,11 @@ case $cmd in
     exec bash e2e/local/local.sh up ;;
   down|status) exec bash e2e/local/local.sh "$cmd" ;;
   standalone)
-    # node pods run here as local processes: their VM process is QEMU 10 from $VFIOVM_CACHE/qemu10,
+    # node pods run here as local processes: their VM process is QEMU 10 from /opt/vfiovm/qemu10,
     # booting the tiny demo guest ($VFIOVM_CACHE/guest/tiny/kernel.elf)
     bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver 35-qemu
+    export VFIOVM_QEMU=${VFIOVM_QEMU:-/opt/vfiovm/qemu10/usr/bin/qemu-system-x86_64}
+    export VFIOVM_QEMU_DATA=${VFIOVM_QEMU_DATA:-/opt/vfiovm/qemu10/usr/share/qemu:/usr/share/seabios}
     bash e2e/guest/build.sh tiny >/dev/null
     mvn -B -ntp -q package -DskipTests -pl operator
     exec java -jar operator/target/vfiovm.jar standalone "$@" ;;

@@ -9,7 +9,7 @@
 # Usage: build.sh [tiny|linux|all|check|check-linux]   (default all; prints the output directory)
 #   check        boots tiny/kernel.elf under QEMU (-m 2M, then on RAM from an inherited memfd) and waits for
 #                its banner; check-linux boots the Linux payload (TCG, -m 128M) the same way.
-#   QEMU=/path/qemu-system-x86_64 QEMU_ARGS="-L ..." choose the QEMU (default $VFIOVM_CACHE/qemu10)
+#   QEMU=/path/qemu-system-x86_64 QEMU_ARGS="-L ..." choose the QEMU (default /opt/vfiovm/qemu10)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}
@@ -63,9 +63,9 @@ build_linux() {
 # boot_check SECONDS WHAT QEMU-ARGS...: runs QEMU until its serial console shows the banner
 boot_check() {
   local timeout=$1 what=$2; shift 2
-  local q=${QEMU:-$CACHE/qemu10/usr/bin/qemu-system-x86_64} qargs log
+  local q=${QEMU:-${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}/usr/bin/qemu-system-x86_64} qargs log
   # shellcheck disable=SC2206 # QEMU_ARGS is a list of words
-  qargs=(${QEMU_ARGS:--L $CACHE/qemu10/usr/share/qemu -L /usr/share/seabios})
+  qargs=(${QEMU_ARGS:--L ${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}/usr/share/qemu -L /usr/share/seabios})
   [[ -x $q ]] || die "no QEMU at $q (e2e/scripts/setup.sh 35-qemu)"
   log=$(mktemp)
   local t0=$SECONDS

@@ -5,16 +5,18 @@
 #
 # The three packages (qemu-system-x86, qemu-system-common, qemu-system-data) are downloaded through a private
 # apt directory (e2e/scripts/lib/private-apt.sh: the machine's own mirror, its sources left alone) and unpacked
-# into $VFIOVM_CACHE/qemu10, without installing them; their shared libraries are bookworm's, so bookworm's
-# qemu-system-x86 (7.2) and seabios are installed for those. Tests and tools run it as
-#   $VFIOVM_CACHE/qemu10/usr/bin/qemu-system-x86_64 -L $VFIOVM_CACHE/qemu10/usr/share/qemu -L /usr/share/seabios ...
+# into /opt/vfiovm/qemu10 (VFIOVM_QEMU_DIR), without installing them: outside $HOME because QEMU runs as each
+# VM's own host UID, which must be able to read it (a home directory is 0700). Their shared libraries are
+# bookworm's, so bookworm's qemu-system-x86 (7.2) and seabios are installed for those. The tests run it as
+#   /opt/vfiovm/qemu10/usr/bin/qemu-system-x86_64 -L /opt/vfiovm/qemu10/usr/share/qemu -L /usr/share/seabios ...
+# (the node agent: VFIOVM_QEMU and VFIOVM_QEMU_DATA, set by the poms).
 # Idempotent: a cached tree whose binary says 10.0.2 and whose libraries resolve is kept.
 #
-# Usage: 35-qemu.sh   (output: ${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/qemu10)
+# Usage: 35-qemu.sh   (output: ${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10})
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 CACHE=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}
-DIR=$CACHE/qemu10
+DIR=${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}
 V=1:10.0.2+ds-2+deb13u1~bpo12+1
 WANT=10.0.2
 QEMU=$DIR/usr/bin/qemu-system-x86_64
@@ -47,7 +49,7 @@ fi
 echo "fetching qemu-system-x86 $V (bookworm-backports) into $DIR"
 new=$DIR.new
 rm -rf "$new"
-mkdir -p "$new/debs"
+mkdir -p "$(dirname "$DIR")" "$new/debs"
 # keep the private apt lists next to the tree (re-used on a later run)
 [[ -d $DIR/apt ]] && cp -a "$DIR/apt" "$new/apt"
 bash "$here/../lib/private-apt.sh" "$new/apt" bookworm bookworm-backports \
@@ -59,6 +61,7 @@ bash "$here/../lib/private-apt.sh" "$new/apt" bookworm bookworm-backports \
 for d in "$new"/debs/*.deb; do dpkg-deb -x "$d" "$new"; done
 check "$new/usr/bin/qemu-system-x86_64" \
   || fail "the unpacked QEMU does not run or is not $WANT: $("$new/usr/bin/qemu-system-x86_64" --version 2>&1 | head -1)"
+chmod -R go+rX "$new" && chmod go+rx "$(dirname "$DIR")"
 rm -rf "$DIR"
 mv "$new" "$DIR"
 echo "QEMU at $DIR: $("$QEMU" --version | head -1)"

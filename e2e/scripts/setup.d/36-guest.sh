@@ -10,7 +10,7 @@ CACHE=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}
 build=$here/../../guest/build.sh
 bash "$build" all >/dev/null
 stamp=$CACHE/guest/.checked
-keys=$(cat "$CACHE/guest/tiny/.key" "$CACHE/guest/linux/.key" "$CACHE/qemu10/usr/bin/qemu-system-x86_64" 2>/dev/null | sha256sum | cut -c1-16)
+keys=$(cat "$CACHE/guest/tiny/.key" "$CACHE/guest/linux/.key" "${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}/usr/bin/qemu-system-x86_64" 2>/dev/null | sha256sum | cut -c1-16)
 if [[ $(cat "$stamp" 2>/dev/null) != "$keys" ]]; then
   bash "$build" check >/dev/null
   bash "$build" check-linux >/dev/null

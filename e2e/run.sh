@@ -6,7 +6,8 @@
 #                            KUBECONFIG set: runs the operator against that cluster (CRD: kubectl apply -f crds/;
 #                            in production install the Helm chart instead).
 #   e2e/run.sh down          removes the local cluster (no process, mount or cgroup left)
-#   e2e/run.sh status        the local VMs' status again
+#   e2e/run.sh status        the local VMs' status again, and where each guest's console is
+#                            (kubectl logs -n vfiovm-system <node pod> -c node-agent)
 #   e2e/run.sh standalone [--check]
 #                            lighter, no containers: embedded kube-apiserver, this host as the node, node
 #                            pods as local processes (`vfiovm standalone`)
@@ -25,8 +26,13 @@ case $cmd in
     exec bash e2e/local/local.sh up ;;
   down|status) exec bash e2e/local/local.sh "$cmd" ;;
   standalone)
-    bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver
+    # node pods run here as local processes: their VM process is QEMU 10 from /opt/vfiovm/qemu10,
+    # booting the tiny demo guest ($VFIOVM_CACHE/guest/tiny/kernel.elf)
+    bash e2e/scripts/setup.sh 10-packages 20-kube-apiserver 35-qemu
+    export VFIOVM_QEMU=${VFIOVM_QEMU:-/opt/vfiovm/qemu10/usr/bin/qemu-system-x86_64}
+    export VFIOVM_QEMU_DATA=${VFIOVM_QEMU_DATA:-/opt/vfiovm/qemu10/usr/share/qemu:/usr/share/seabios}
+    bash e2e/guest/build.sh tiny >/dev/null
     mvn -B -ntp -q package -DskipTests -pl operator
     exec java -jar operator/target/vfiovm.jar standalone "$@" ;;
-  *) sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The e2e suite on a throw-away kind cluster, in one command:
-#   create the cluster -> build the operator image with Jib (no Docker daemon needed for the build) ->
-#   `kind load image-archive` -> run the suite (it installs the chart with helm-java, applies VfioVms,
-#   checks UIDs, limits, pins and the seed scenario, deletes, uninstalls) -> delete the cluster.
+#   create the cluster -> build the node base image with docker (node-base.Dockerfile: bookworm-slim +
+#   QEMU 10.0.2 from bookworm-backports + JRE 17 + vfiovm-busybox) -> the operator image with Jib on that base
+#   -> the demo guest images (guest-tiny, and guest-demo when the Linux guest kernel is built) with docker from
+#   the payloads of e2e/guest/build.sh -> `kind load` them -> run the suite (it installs the chart with
+#   helm-java, applies VfioVms, checks UIDs, limits, pins and the seed scenario, deletes, uninstalls) ->
+#   delete the cluster.
 #
-# Needs: docker (running), kind, Java 17, Maven. No helm or kubectl binary is needed.
+# Needs: docker (running), kind, Java 17, Maven, gcc + binutils (the tiny guest). No helm or kubectl binary.
 # Usage: e2e/kind/run.sh
 #   KIND_CLUSTER=vfiovm-e2e     cluster name
 #   KIND_NODE_IMAGE=kindest/node:vX.Y.Z   node image (kind's default otherwise)
-#   IMAGE_BASE=eclipse-temurin:17-jre     Jib base image (or tar:///path/base.tar, a docker-archive tar)
+#   IMAGE_BASE=docker://vfiovm/node-base:<version>   Jib base image; the default is built here from
+#                               node-base.Dockerfile (another: any image with java, qemu-system-x86_64 >= 9.0
+#                               and /usr/local/bin/vfiovm-busybox; or tar:///path/base.tar)
 #   KEEP_CLUSTER=1              keep the cluster afterwards (KUBECONFIG is printed)
 #   extra arguments go to the Maven run of the suite (e.g. -De2e.timeout.seconds=600)
 set -euo pipefail
@@ -18,7 +23,7 @@ cluster=${KIND_CLUSTER:-vfiovm-e2e}
 work=$(mktemp -d)
 export KUBECONFIG=$work/kubeconfig
 
-for tool in docker kind java mvn; do
+for tool in docker kind java mvn gcc ld; do
   command -v "$tool" >/dev/null || { echo "run.sh: '$tool' is not installed; it is needed" >&2; exit 1; }
 done
 docker info >/dev/null 2>&1 || { echo "run.sh: the Docker engine is not running (kind needs it)" >&2; exit 1; }
@@ -52,13 +57,32 @@ kind create cluster --name "$cluster" --config "$config" --kubeconfig "$KUBECONF
   ${KIND_NODE_IMAGE:+--image "$KIND_NODE_IMAGE"}
 
 cd "$root"
-image_args=()
-[[ -n ${IMAGE_BASE:-} ]] && image_args+=("-Dimage.base=$IMAGE_BASE")
+version=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' pom.xml | head -1)
+cache=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}
+if [[ -z ${IMAGE_BASE:-} ]]; then
+  echo "== building the node base image vfiovm/node-base:$version (docker, e2e/kind/node-base.Dockerfile)"
+  t0=$SECONDS
+  docker build -t "vfiovm/node-base:$version" -f "$here/node-base.Dockerfile" "$root/e2e"
+  echo "   node base built in $((SECONDS - t0)) s"
+  IMAGE_BASE=docker://vfiovm/node-base:$version
+fi
 # image vfiovm/operator:<project version>; the suite installs the chart with that same tag (e2e profile)
-echo "== building the operator image with Jib"
-mvn -B -ntp -pl operator -am package jib:buildTar -DskipTests "${image_args[@]}"
+echo "== building the operator image with Jib (base $IMAGE_BASE)"
+mvn -B -ntp -pl operator -am package jib:buildTar -DskipTests "-Dimage.base=$IMAGE_BASE"
 echo "== loading it into $cluster"
 kind load image-archive operator/target/vfiovm-image.tar --name "$cluster"
+
+echo "== demo guest images (e2e/guest/build.sh payloads, docker build FROM scratch)"
+bash "$root/e2e/guest/build.sh" tiny >/dev/null
+docker build -t "docker.io/vfiovm/guest-tiny:$version" -f "$here/guest-tiny.Dockerfile" "$cache/guest/tiny"
+kind load docker-image "docker.io/vfiovm/guest-tiny:$version" --name "$cluster"
+if [[ -f ${VFIOVM_GUEST_KERNEL:-$cache/iommufd-kernel/bzImage} ]]; then
+  bash "$root/e2e/guest/build.sh" linux >/dev/null
+  docker build -t "docker.io/vfiovm/guest-demo:$version" -f "$here/guest-demo.Dockerfile" "$cache/guest/linux"
+  kind load docker-image "docker.io/vfiovm/guest-demo:$version" --name "$cluster"
+else
+  echo "   guest-demo (Linux) skipped: no guest kernel (e2e/scripts/setup.sh 30-iommufd-kernel builds it)"
+fi
 
 echo "== running the e2e suite against $cluster"
 # CI=true: a missing prerequisite (no cluster, unreachable) fails instead of skipping

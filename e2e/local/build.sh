@@ -6,7 +6,11 @@
 #   pause      k8s.gcr.io/pause:3.4 from the source's build/pause/linux/pause.c, static, as an OCI image
 #   busybox    a busybox-static image for the smoke pod
 #   jre-base   a Debian bookworm minbase rootfs with openjdk-17-jre-headless, as an OCI image
-# Usage: build.sh [packages|binaries|pause|jre-base|all]   (default all)
+#   node-base  jre-base + one layer: QEMU 10.0.2 (qemu-system-x86 from bookworm-backports, installed with apt
+#              inside the image's root) and busybox-static as /usr/local/bin/vfiovm-busybox; the base of the
+#              operator image, which is also the node pods' image
+#   guests     the demo guest images docker.io/vfiovm/guest-tiny and guest-demo (e2e/local/guest-images.sh)
+# Usage: build.sh [packages|binaries|pause|jre-base|node-base|guests|all]   (default all)
 source "$(dirname "$0")/lib.sh"
 
 build_packages() {
@@ -116,11 +120,63 @@ build_jre_base() {
   info "JRE base image at $layout ($(du -sh "$layout" | cut -f1))"
 }
 
+# QEMU of the node image: the same version setup.d/35-qemu.sh unpacks for the tests
+QEMU_DEB_VERSION=1:10.0.2+ds-2+deb13u1~bpo12+1
+
+build_node_base() {
+  build_jre_base
+  local layout=$IMAGES/node-base key
+  key=$( { echo "$QEMU_DEB_VERSION"; sha256sum "$IMAGES/jre17-base/index.json" "$REPO_DIR/e2e/node-image/vfiovm-busybox.c"
+           declare -f build_node_base; } | sha256sum | cut -c1-16)
+  [[ -f $layout/.done && $(cat "$layout/.done") == "$key" ]] && return 0
+  step "building the node base image (JRE base + QEMU $QEMU_DEB_VERSION from bookworm-backports + busybox-static; ~2-5 min)"
+  local t0=$SECONDS w; w=$(mktemp -d -p "$LOCAL_CACHE")
+  cp -a "$IMAGES/jre17-base" "$w/oci"; rm -f "$w/oci/.done"
+  umoci unpack --image "$w/oci:base" "$w/bundle"
+  local r=$w/bundle/rootfs mirror
+  # the image's own mirror (what debootstrap wrote), plus its backports suite: a source inside the image root
+  mirror=$(sed -nE 's/^deb[[:space:]]+([^[:space:]]+)[[:space:]]+bookworm[[:space:]].*/\1/p' "$r/etc/apt/sources.list" | head -1)
+  [[ -n $mirror ]] || die "no bookworm source in the image's /etc/apt/sources.list"
+  echo "deb $mirror bookworm-backports main" > "$r/etc/apt/sources.list.d/bookworm-backports.list"
+  cp /etc/resolv.conf "$r/etc/resolv.conf"
+  mount -t proc proc "$r/proc"
+  local rc=0
+  {
+    chroot "$r" apt-get update -qq &&
+    chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "qemu-system-x86=$QEMU_DEB_VERSION" "qemu-system-common=$QEMU_DEB_VERSION" "qemu-system-data=$QEMU_DEB_VERSION" \
+      seabios/bookworm-backports busybox-static
+  } > "$w/apt.log" 2>&1 || rc=$?
+  umount "$r/proc"
+  # (QEMU 10 needs seabios > 1.16.3 from backports too; its libraries are bookworm's)
+  (( rc == 0 )) || { tail -20 "$w/apt.log" >&2; cp "$w/apt.log" "$LOCAL_CACHE/node-base-apt.log"; rm -rf "$w"
+                     die "apt-get in the node image failed (log $LOCAL_CACHE/node-base-apt.log)"; }
+  # node pods copy it into an emptyDir, so a tenant's boot-file image needs no shell of its own; a launcher
+  # that carries the image's static busybox (a plain copy under this name says "applet not found")
+  gcc -static -Os -Wall -Werror -DBUSYBOX="\"$r/bin/busybox\"" -o "$r/usr/local/bin/vfiovm-busybox" \
+    "$REPO_DIR/e2e/node-image/vfiovm-busybox.c"
+  chroot "$r" /usr/local/bin/vfiovm-busybox true || die "vfiovm-busybox does not run in the node image"
+  local v; v=$(chroot "$r" qemu-system-x86_64 --version | head -1)
+  [[ $v == "QEMU emulator version 10.0.2 "* ]] || die "QEMU in the node image says '$v', not 10.0.2"
+  chroot "$r" apt-get clean
+  : > "$r/etc/resolv.conf"
+  rm -rf "$r"/var/lib/apt/lists/* "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/var/log/* "$r"/var/cache/debconf/*-old
+  nice -n 19 umoci repack --image "$w/oci:base" --history.comment "qemu-system-x86 $QEMU_DEB_VERSION (bookworm-backports), vfiovm-busybox" "$w/bundle"
+  umoci config --image "$w/oci:base" --config.label "dev.vfiovm.qemu=$QEMU_DEB_VERSION"
+  umoci gc --layout "$w/oci"
+  rm -rf "$layout"; mv "$w/oci" "$layout"; rm -rf "$w"
+  echo "$key" > "$layout/.done"
+  info "node base image at $layout ($(du -sh "$layout" | cut -f1); $v; $((SECONDS - t0)) s)"
+}
+
 case ${1:-all} in
   packages) build_packages ;;
   binaries) build_packages; build_binaries ;;
   pause) build_packages; build_pause ;;
   jre-base) build_packages; build_jre_base ;;
-  all) build_packages; build_binaries; build_pause; build_busybox; build_jre_base ;;
-  *) die "usage: $0 [packages|binaries|pause|jre-base|all]" ;;
+  node-base) build_packages; build_node_base ;;
+  guests) build_packages; "$LOCAL_DIR/guest-images.sh" >/dev/null ;;
+  all) build_packages; build_binaries; build_pause; build_busybox; build_jre_base; build_node_base
+       "$LOCAL_DIR/guest-images.sh" >/dev/null ;;
+  *) die "usage: $0 [packages|binaries|pause|jre-base|node-base|guests|all]" ;;
 esac

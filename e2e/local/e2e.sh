@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The e2e tier on a real local node: builds (cached) what the cluster needs and the operator jar, starts
-# a clean cluster (up.sh), proves a pod runs (smoke.sh), imports the operator image, runs the cluster
+# a clean cluster (up.sh), proves a pod runs (smoke.sh), imports the operator and guest images, boots the
+# tiny guest in a pod with the node image's QEMU (guest-smoke.sh), runs the cluster
 # suite (*E2E, Maven profile e2e) with KUBECONFIG on it, and tears the cluster down whatever happens.
 # Needs root. VFIOVM_LOCAL_KEEP=1 keeps the cluster afterwards. Extra arguments go to mvn.
 source "$(dirname "$0")/lib.sh"
@@ -15,6 +16,7 @@ if [[ ${VFIOVM_LOCAL_KEEP:-} != 1 ]]; then trap '"$LOCAL_DIR/down.sh"' EXIT; fi
 "$LOCAL_DIR/up.sh"
 "$LOCAL_DIR/smoke.sh"
 "$LOCAL_DIR/load-image.sh" "$REPO_DIR/operator/target/vfiovm.jar"
+"$LOCAL_DIR/guest-smoke.sh"
 step "e2e suite (mvn -Pe2e -pl e2e verify, KUBECONFIG=$KUBECONFIG_ADMIN)"
 cd "$REPO_DIR"
 KUBECONFIG=$KUBECONFIG_ADMIN mvn -B -ntp -Pe2e -pl e2e -am verify \

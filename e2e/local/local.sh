@@ -17,6 +17,14 @@ status() {
   step "node pods (privileged, in vfiovm-system)"
   kubectl_ -n vfiovm-system get pods -l app.kubernetes.io/name=vfiovm-node \
     -o custom-columns='POD:.metadata.name,VM:.metadata.annotations.vfiovm\.dev/vm,HOST-UID:.metadata.labels.vfiovm\.dev/host-uid,STATUS:.status.phase,PRIVILEGED:.spec.containers[0].securityContext.privileged'
+  step "guest consoles (the serial console of each VM is its node pod's log)"
+  local pods p
+  pods=$(kubectl_ -n vfiovm-system get pods -l app.kubernetes.io/name=vfiovm-node -o name)
+  if [[ -z $pods ]]; then info "no node pod yet"; fi
+  for p in $pods; do
+    info "kubectl logs -n vfiovm-system ${p#pod/} -c node-agent     (add -f to follow)"
+    kubectl_ -n vfiovm-system logs "${p#pod/}" -c node-agent 2>/dev/null | grep -m1 '^vfiovm-guest: booted' | sed 's/^/        /' >&2 || true
+  done
   step "why a VM is not running"
   kubectl_ get vvm -A -o jsonpath='{range .items[?(@.status.phase!="Running")]}{.metadata.namespace}/{.metadata.name}: {.status.phase}{range .status.conditions[?(@.status=="False")]} {.type}={.reason}: {.message}{end}{"\n"}{end}'
   echo
@@ -44,7 +52,8 @@ up() {
     done
   fi
   step "examples ($LOCAL_DIR/examples.yaml)"
-  kubectl_ apply -f "$LOCAL_DIR/examples.yaml"
+  # the guest images are imported under the project version (guest-images.sh)
+  sed -E "s#(docker.io/vfiovm/guest-[a-z]+):[^ }]+#\1:$PROJECT_VERSION#" "$LOCAL_DIR/examples.yaml" | kubectl_ apply -f -
   wait_for 240 "vm-a and vm-b Running" sh -c \
     "$BIN/kubectl --kubeconfig $KUBECONFIG_ADMIN -n vfiovm-demo get vvm vm-a vm-b -o jsonpath='{.items[*].status.phase}' | grep -qx 'Running Running'"
   status

@@ -7,5 +7,7 @@ public enum Phase {
   Starting,
   Running,
   Failed,
+  /** The guest powered off (or the VM was stopped on the node): every pin released; re-create to start again. */
+  Stopped,
   Terminating
 }

@@ -46,7 +46,7 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
   public static final String FIELD_MANAGER = "vfiovm-operator";
   private static final Logger log = LoggerFactory.getLogger(VfioVmReconciler.class);
   private static final Set<String> NOT_REFUSALS =
-      Set.of("Running", "Starting", "AgentNotReported", "Terminating", "Assigned", "Placed");
+      Set.of("Running", "Starting", "AgentNotReported", "Terminating", "Assigned", "Placed", "AgentStopped");
 
   private final OperatorSettings settings;
   private final Ledger ledger;

@@ -187,7 +187,8 @@ public final class VmStatuses {
         String message = "the node agent stopped and released every pin"
             + (report.getMessage() == null ? "" : " (" + report.getMessage() + ")")
             + "; delete and re-create the VfioVm to start it again";
-        s.setPhase(Phase.Failed);
+        // a clean stop (the guest powered off) is no failure: KubeVirt's Succeeded
+        s.setPhase(Phase.Stopped);
         s.setMessage(message);
         s.setConditions(conditions(vm, now, uidAssigned(entry), placedCondition(entry),
             c(VfioVmStatus.MEMLOCK_LIMITED, FALSE, "AgentStopped", message),

@@ -128,9 +128,9 @@ class VmStatusesTest {
   }
 
   @Test
-  void aStoppedAgentSaysHowToRestart() throws Exception {
+  void aCleanStopIsStoppedAndSaysHowToRestart() throws Exception {
     VfioVmStatus s = VmStatuses.fromPod(vm(), ENTRY, POD, pod(report(AgentPhase.Stopped), null, null), T0);
-    assertThat(s.getPhase()).isEqualTo(Phase.Failed);
+    assertThat(s.getPhase()).as("a guest that powered off is Stopped, not Failed").isEqualTo(Phase.Stopped);
     assertThat(s.getMessage()).contains("re-create");
   }
 

@@ -57,7 +57,7 @@ class IommufdScenariosIT {
     Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel", cache + "/iommufd-kernel/bzImage"));
     // QEMU 10 unpacked (DIR/usr/bin/qemu-system-x86_64): where e2e/scripts/setup.d/35-qemu.sh puts it
     Path qemu10 = Path.of(System.getProperty("vfiovm.iommufd.qemu",
-        Stream.of(cache + "/qemu10", "/opt/vfiovm/qemu10")
+        Stream.of("/opt/vfiovm/qemu10", cache + "/qemu10")
             .filter(d -> Files.isExecutable(Path.of(d, "usr/bin/qemu-system-x86_64")))
             .findFirst().orElse(cache + "/qemu10")));
     Prerequisites.require(onPath("qemu-system-x86_64"), "qemu-system-x86_64 (apt-get install qemu-system-x86)");

@@ -51,7 +51,9 @@ class IommufdScenariosIT {
   @BeforeAll
   static void bootGuestAndRunAllScenarios() throws Exception {
     Path repo = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", "..")).toAbsolutePath().normalize();
-    Path jar = Path.of(System.getenv().getOrDefault("VFIOVM_JAR", repo + "/operator/target/vfiovm.jar"));
+    // -Dvfiovm.iommufd.jar=JAR runs the tier against another agent build
+    Path jar = Path.of(System.getProperty("vfiovm.iommufd.jar",
+        System.getenv().getOrDefault("VFIOVM_JAR", repo + "/operator/target/vfiovm.jar")));
     // where e2e/scripts/setup.d/30-iommufd-kernel.sh and 35-qemu.sh cache them
     String cache = System.getenv().getOrDefault("VFIOVM_CACHE", System.getProperty("user.home") + "/.cache/vfiovm");
     Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel", cache + "/iommufd-kernel/bzImage"));

@@ -19,7 +19,7 @@
 #   1  s1-linux: Linux L2 on DEV_A, UID 70001, limit = its need                  (runs until its lease)
 #   2  s2-same-uid: a second VM of UID 70001 on DEV_B, limit = its own need -> ENOMEM; s1 keeps running
 #      s2-other-uid: the same VM under UID 70002 -> Running (QMP running + the tiny guest's console line)
-#   3  s3-below: limit below guest RAM -> ENOMEM
+#   3  s3-below: limit below guest RAM -> ENOMEM; s3-below-need: limit = guest RAM, below RAM + BIOS -> ENOMEM
 #   5  s5-compromised: --vm-command compromised-vmm, per-user: pins its memory, READY, then a forked child and
 #      an exec'd image each try to pin more -> ENOMEM
 #   6  s6-unbound, s6-noiommu: cheap refusals before any VMM starts
@@ -86,7 +86,7 @@ agent() { # agent NAME TIMEOUT ARGS...: one node-agent, in the background, outpu
   local dir=$VMS/$name; mkdir -p "$dir"
   printf '%s\n' "$@" > "$dir/args"
   START[$name]=$(now)
-  ( exec timeout -s TERM -k 10 "$t" java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
+  ( exec timeout -s TERM -k 60 "$t" java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
       --dma-backend iommufd --report "$dir/report.json" --console-log "$dir/console.log" "$@" >"$dir/stdout" 2>"$dir/stderr" ) &
   PID[$name]=$!
   log "$name started: $*"
@@ -147,9 +147,11 @@ finish() { # finish NAME: wait for the agent's exit, record its code and whether
   log "$name exited $rc: $(field "$name" phase) $(field "$name" error)"
 }
 
-stop() { # stop NAME: SIGTERM the agent as the kubelet would, then finish
-  local s; s=$(now)
-  kill -TERM "${PID[$1]}" 2>/dev/null
+stop() { # stop NAME: SIGTERM the agent (the JVM, not its `timeout` wrapper, which would SIGKILL it 60 s later
+  #   while the guest may still be powering off) as the kubelet would, then finish
+  local s java; s=$(now)
+  java=$(pgrep -P "${PID[$1]}" java | head -1)
+  kill -TERM "${java:-${PID[$1]}}" 2>/dev/null
   finish "$1"
   timing "$1-stop" "$s" "$(now)"
 }
@@ -184,6 +186,8 @@ timing scenario-2 "$s" "$(now)"
 # 3 a limit below guest RAM: ENOMEM at QEMU's start-up
 s=$(now)
 run s3-below --host-uid 70003 --memory $MT --memlock $((16 * MI)) --accounting per-user --device "$DEV_B" "${TINY[@]}"
+# 3 (kernel) a limit of exactly guest RAM is below the VM's need (RAM + BIOS): the kernel refuses QEMU's map
+run s3-below-need --host-uid 70004 --memory $MT --memlock $MT --accounting per-user --device "$DEV_B" "${TINY[@]}"
 timing scenario-3 "$s" "$(now)"
 
 # 5 a compromised VMM (per-user): pins its memory, READY, then tries to pin more from a forked child and from an

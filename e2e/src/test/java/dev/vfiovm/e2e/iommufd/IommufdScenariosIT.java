@@ -162,6 +162,17 @@ class IommufdScenariosIT {
     assertThat(vm.vmProcessGoneAfterExit()).as(vm.describe()).isTrue();
   }
 
+  /** 3 (kernel): a limit of exactly guest RAM is below the VM's need (RAM + BIOS): the kernel refuses the map. */
+  @Test
+  void aLimitBelowTheVmsNeedFailsWithEnomemFromTheKernel() {
+    GuestVm vm = guest.vm("s3-below-need");
+    NodeAgentReport failure = assertFailed(vm, "ENOMEM");
+    assertThat(failure.getMemlockLimitBytes()).isEqualTo(MT);
+    assertQemuSaidEnomem(failure, vm);
+    assertThat(mentions(failure.getMessage(), MT)).as(vm.describe()).isTrue();
+    assertThat(vm.vmProcessGoneAfterExit()).as(vm.describe()).isTrue();
+  }
+
   /** 4: SIGTERM -> the guest powers off, the pins are released, and the device boots in a new VM at once. */
   @Test
   void afterSigtermTheGuestIsGoneNoPinsRemainAndTheDeviceBootsInANewVm() {

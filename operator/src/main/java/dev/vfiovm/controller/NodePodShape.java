@@ -1,8 +1,11 @@
 package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.Console;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.VfioVm;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.ContainerBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
@@ -39,8 +42,44 @@ public final class NodePodShape {
   public static final String SELECTOR = LABEL_NAME + "=" + NAME + "," + LABEL_MANAGED_BY + "=" + MANAGED_BY;
   public static final String CONTAINER = "node-agent";
   public static final String REPORT_PATH = "/run/vfiovm/report.json";
-  /** The agent's own memory (JVM) on top of guest RAM in the pod's memory request/limit. */
-  public static final long AGENT_MEMORY_BYTES = 256L << 20;
+  /** Heap bound of the agent's JVM (env JAVA_TOOL_OPTIONS of the node-agent container). */
+  public static final String AGENT_JAVA_OPTIONS = "-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC";
+  /**
+   * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM with
+   * {@link #AGENT_JAVA_OPTIONS}, i.e. at most 128 MiB heap + 128 MiB metaspace, plus code cache, thread stacks
+   * and the JVM's own native memory (~50 MiB measured for this agent).
+   */
+  public static final long AGENT_MEMORY_BYTES = 320L << 20;
+  /**
+   * QEMU's own memory beyond guest RAM. Measured with QEMU 10.0.2 (bookworm-backports) under TCG, VmRSS minus
+   * guest RAM with all of guest RAM touched ({@code -mem-prealloc}):
+   * {@code qemu-system-x86_64 -L .../usr/share/qemu -L /usr/share/seabios -accel tcg -M q35 -m 256M -mem-prealloc
+   * -smp N -nodefaults -no-user-config -display none -serial file:... [-kernel bzImage -append console=ttyS0]}:
+   * firmware only ~41 MiB (1 vCPU) / MEASURED_FW2; a Linux 6.12 guest booting to its root mount ~89 MiB
+   * (1 vCPU, 9.4 MiB bzImage) / MEASURED_LINUX2. TCG's translation cache grows with the guest code run, and
+   * QEMU keeps a copy of kernel and initrd for the firmware (fw_cfg), so a large initrd adds its size: 256 MiB
+   * leaves room for both (KVM needs no translation cache, so it has more margin there).
+   */
+  public static final long VMM_OVERHEAD_BYTES = 256L << 20;
+  /** Memory request = limit of each init container (a static busybox copying files: page cache, reclaimable). */
+  public static final long INIT_MEMORY_BYTES = 64L << 20;
+
+  /** Where the boot files are in the node-agent container (read-only). */
+  public static final String BOOT_DIR = "/vm/boot";
+  /** Fixed names of the boot files in {@link #BOOT_DIR}, whatever their names in the image. */
+  public static final String KERNEL_FILE = "kernel";
+  public static final String INITRD_FILE = "initrd";
+  public static final String DISK_FILE = "disk";
+  public static final String BOOT_VOLUME = "boot";
+  /** The static copy tool the node image carries, and where the first init container puts it. */
+  public static final String BUSYBOX_IN_NODE_IMAGE = "/usr/local/bin/vfiovm-busybox";
+  public static final String TOOLS_VOLUME = "vfiovm-tools";
+  public static final String TOOLS_DIR = "/vfiovm-tools";
+  public static final String BUSYBOX = TOOLS_DIR + "/vfiovm-busybox";
+  public static final String TOOLS_CONTAINER = "vfiovm-tools";
+  /** The API credentials, given to the node-agent container only (the pod does not automount them). */
+  public static final String SERVICE_ACCOUNT_VOLUME = "kube-api-access";
+  public static final String SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
   private NodePodShape() {}
 
@@ -79,15 +118,83 @@ public final class NodePodShape {
       case IoUring -> "io-uring";
       case Auto -> "auto";
     });
+    args.add("--cpus");
+    args.add(Integer.toString(plan.cpus()));
+    SpecValidation.Boot boot = plan.boot();
+    if (boot != null) {
+      if (boot.kernel() != null) {
+        args.add("--kernel");
+        args.add(BOOT_DIR + "/" + KERNEL_FILE);
+      }
+      if (boot.initrd() != null) {
+        args.add("--initrd");
+        args.add(BOOT_DIR + "/" + INITRD_FILE);
+      }
+      if (boot.cmdline() != null) {
+        args.add("--cmdline");
+        args.add(literal(boot.cmdline()));
+      }
+      if (boot.disk() != null) {
+        args.add("--disk");
+        args.add(BOOT_DIR + "/" + DISK_FILE);
+      }
+    }
+    if (plan.console() == Console.None) {
+      args.add("--console");
+      args.add("none");
+    }
     args.add("--report");
     args.add(REPORT_PATH);
     args.add("--report-pod");
     args.add("$(POD_NAMESPACE)/$(POD_NAME)");
-    if (!vm.getSpec().getVmCommand().isEmpty()) {
-      args.add("--vm-command");
-      args.addAll(vm.getSpec().getVmCommand());
-    }
     return args;
+  }
+
+  /** Text the kubelet passes as written: $(VAR) in args is expanded, $$ stands for $. */
+  static String literal(String text) {
+    return text.replace("$", "$$");
+  }
+
+  /** The boot files to copy out of the containerDisk image: path in the image -> name in {@link #BOOT_DIR}. */
+  public static Map<String, String> bootFiles(SpecValidation.Boot boot) {
+    Map<String, String> files = new LinkedHashMap<>();
+    if (boot != null) {
+      if (boot.kernel() != null) {
+        files.put(boot.kernel(), KERNEL_FILE);
+      }
+      if (boot.initrd() != null) {
+        files.put(boot.initrd(), INITRD_FILE);
+      }
+      if (boot.disk() != null) {
+        files.put(boot.disk(), DISK_FILE);
+      }
+    }
+    return files;
+  }
+
+  /** Where to see the VM's console, for status.console. */
+  public static String console(String podNamespace, String podName, Console console) {
+    return console == Console.None ? "none"
+        : "kubectl logs -n " + podNamespace + " " + podName + " -c " + CONTAINER;
+  }
+
+  /** Where to see the console of the VM whose node pod is podKey (NS/NAME). */
+  public static String console(String podKey, Console console) {
+    int slash = podKey.indexOf('/');
+    return console(podKey.substring(0, slash), podKey.substring(slash + 1), console);
+  }
+
+  /** The console a node pod gives its VM, as its node-agent arguments say. */
+  public static Console consoleOf(Pod pod) {
+    List<String> args = pod == null || pod.getSpec() == null ? List.of()
+        : pod.getSpec().getContainers().stream().filter(c -> CONTAINER.equals(c.getName()))
+            .findFirst().map(Container::getArgs).orElse(List.of());
+    for (int i = 0; i + 1 < args.size(); i++) {
+      if ("--console".equals(args.get(i)) && "none".equals(args.get(i + 1))) {
+        return Console.None;
+      }
+    }
+    return Console.Serial;
   }
 
   public static Map<String, String> labels(VfioVm vm, long hostUid) {
@@ -102,7 +209,7 @@ public final class NodePodShape {
 
   public static Pod build(
       VfioVm vm, long hostUid, String node, SpecValidation.Plan plan, OperatorSettings settings) {
-    Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + AGENT_MEMORY_BYTES));
+    Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + VMM_OVERHEAD_BYTES + AGENT_MEMORY_BYTES));
     List<Volume> volumes = new ArrayList<>();
     List<VolumeMount> mounts = new ArrayList<>();
     // IoUring pins no device: it needs no host path. Iommufd insists on the devices (the pod does not start
@@ -114,6 +221,36 @@ public final class NodePodShape {
       hostPath(volumes, mounts, "dev-vfio", "/dev/vfio", strict ? "Directory" : "");
       hostPath(volumes, mounts, "sys-bus-pci", "/sys/bus/pci", strict ? "Directory" : "");
     }
+    List<Container> initContainers = new ArrayList<>();
+    SpecValidation.Boot boot = plan.boot();
+    if (boot != null) {
+      // KubeVirt's containerDisk trick: the tenant's image never runs with privileges or credentials. The
+      // trusted node image puts a static copy tool into an emptyDir, then the tenant's image runs only that
+      // tool, once per file, as the VM's host UID with nothing else, into the emptyDir the agent reads.
+      volumes.add(new VolumeBuilder().withName(TOOLS_VOLUME).withNewEmptyDir().endEmptyDir().build());
+      volumes.add(new VolumeBuilder().withName(BOOT_VOLUME).withNewEmptyDir().endEmptyDir().build());
+      initContainers.add(restricted(TOOLS_CONTAINER, settings.nodePodImage(), hostUid,
+          List.of(BUSYBOX_IN_NODE_IMAGE, "cp", BUSYBOX_IN_NODE_IMAGE, BUSYBOX),
+          List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).build())));
+      for (Map.Entry<String, String> file : bootFiles(boot).entrySet()) {
+        initContainers.add(restricted("boot-" + file.getValue(), boot.image(), hostUid,
+            List.of(BUSYBOX, "cp", "-L", file.getKey(), BOOT_DIR + "/" + file.getValue()),
+            List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).withReadOnly(true).build(),
+                new VolumeMountBuilder().withName(BOOT_VOLUME).withMountPath(BOOT_DIR).build())));
+      }
+      mounts.add(new VolumeMountBuilder().withName(BOOT_VOLUME).withMountPath(BOOT_DIR).withReadOnly(true).build());
+    }
+    // what the service-account admission plugin would mount, but for the agent alone
+    volumes.add(new VolumeBuilder().withName(SERVICE_ACCOUNT_VOLUME).withNewProjected().withDefaultMode(0644)
+        .addNewSource().withNewServiceAccountToken().withPath("token").withExpirationSeconds(3607L)
+        .endServiceAccountToken().endSource()
+        .addNewSource().withNewConfigMap().withName("kube-root-ca.crt")
+        .addNewItem().withKey("ca.crt").withPath("ca.crt").endItem().endConfigMap().endSource()
+        .addNewSource().withNewDownwardAPI().addNewItem().withPath("namespace").withNewFieldRef()
+        .withApiVersion("v1").withFieldPath("metadata.namespace").endFieldRef().endItem().endDownwardAPI().endSource()
+        .endProjected().build());
+    mounts.add(new VolumeMountBuilder().withName(SERVICE_ACCOUNT_VOLUME).withMountPath(SERVICE_ACCOUNT_DIR)
+        .withReadOnly(true).build());
     return new PodBuilder()
         .withNewMetadata()
         .withName(podName(vm.getMetadata().getNamespace(), vm.getMetadata().getName()))
@@ -125,7 +262,9 @@ public final class NodePodShape {
         .withNodeName(node)
         .withRestartPolicy("Never")
         .withServiceAccountName(settings.nodePodServiceAccount())
+        .withAutomountServiceAccountToken(false)
         .withTerminationGracePeriodSeconds(30L)
+        .withInitContainers(initContainers)
         .addNewContainer()
         .withName(CONTAINER)
         .withImage(settings.nodePodImage())
@@ -135,6 +274,7 @@ public final class NodePodShape {
         .withFieldPath("metadata.name").endFieldRef().endValueFrom().endEnv()
         .addNewEnv().withName("POD_NAMESPACE").withNewValueFrom().withNewFieldRef()
         .withFieldPath("metadata.namespace").endFieldRef().endValueFrom().endEnv()
+        .addNewEnv().withName("JAVA_TOOL_OPTIONS").withValue(AGENT_JAVA_OPTIONS).endEnv()
         .withNewSecurityContext().withPrivileged(true).endSecurityContext()
         .withNewResources()
         .withRequests(Map.of("memory", memory))
@@ -146,6 +286,29 @@ public final class NodePodShape {
         .endContainer()
         .withVolumes(volumes)
         .endSpec()
+        .build();
+  }
+
+  /** An init container with nothing: non-root (the VM's UID), no capabilities, no escalation, read-only root. */
+  private static Container restricted(String name, String image, long uid, List<String> command,
+      List<VolumeMount> mounts) {
+    Quantity memory = new Quantity(Long.toString(INIT_MEMORY_BYTES));
+    return new ContainerBuilder()
+        .withName(name)
+        .withImage(image)
+        .withCommand(command)
+        .withNewSecurityContext()
+        .withRunAsUser(uid).withRunAsGroup(uid).withRunAsNonRoot(true)
+        .withAllowPrivilegeEscalation(false).withPrivileged(false).withReadOnlyRootFilesystem(true)
+        .withNewCapabilities().withDrop("ALL").endCapabilities()
+        .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
+        .endSecurityContext()
+        .withNewResources()
+        .withRequests(Map.of("memory", memory))
+        .withLimits(Map.of("memory", memory))
+        .endResources()
+        .withTerminationMessagePolicy("FallbackToLogsOnError")
+        .withVolumeMounts(mounts)
         .build();
   }
 

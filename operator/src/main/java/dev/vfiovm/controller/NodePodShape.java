@@ -45,20 +45,23 @@ public final class NodePodShape {
   /** Heap bound of the agent's JVM (env JAVA_TOOL_OPTIONS of the node-agent container). */
   public static final String AGENT_JAVA_OPTIONS = "-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC";
   /**
-   * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM with
-   * {@link #AGENT_JAVA_OPTIONS}, i.e. at most 128 MiB heap + 128 MiB metaspace, plus code cache, thread stacks
-   * and the JVM's own native memory (~50 MiB measured for this agent).
+   * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM bounded by
+   * {@link #AGENT_JAVA_OPTIONS} (heap <= 128 MiB, metaspace <= 128 MiB) plus code cache, thread stacks and the
+   * JVM's native memory. Measured: the agent with those options, fabric8 client loaded (report patch tried),
+   * VmRSS 117 MiB; the bounds give at most ~256 MiB + ~64 MiB native.
    */
   public static final long AGENT_MEMORY_BYTES = 320L << 20;
   /**
-   * QEMU's own memory beyond guest RAM. Measured with QEMU 10.0.2 (bookworm-backports) under TCG, VmRSS minus
-   * guest RAM with all of guest RAM touched ({@code -mem-prealloc}):
+   * QEMU's own memory beyond guest RAM (the pod's cgroup charges both). Measured with QEMU 10.0.2
+   * (bookworm-backports) under TCG as VmRSS minus guest RAM, all of guest RAM touched by {@code -mem-prealloc},
+   * after 90 s:
    * {@code qemu-system-x86_64 -L .../usr/share/qemu -L /usr/share/seabios -accel tcg -M q35 -m 256M -mem-prealloc
-   * -smp N -nodefaults -no-user-config -display none -serial file:... [-kernel bzImage -append console=ttyS0]}:
-   * firmware only ~41 MiB (1 vCPU) / MEASURED_FW2; a Linux 6.12 guest booting to its root mount ~89 MiB
-   * (1 vCPU, 9.4 MiB bzImage) / MEASURED_LINUX2. TCG's translation cache grows with the guest code run, and
-   * QEMU keeps a copy of kernel and initrd for the firmware (fw_cfg), so a large initrd adds its size: 256 MiB
-   * leaves room for both (KVM needs no translation cache, so it has more margin there).
+   * -smp N -nodefaults -no-user-config -display none -serial file:LOG [-kernel bzImage -append console=ttyS0]}:
+   * firmware only (SeaBIOS, nothing to boot) 40.5 MiB with 1 vCPU, 42.5 MiB with 2; a Linux 6.12 guest (9.4 MiB
+   * bzImage) booting to its root mount 88.7 MiB with 1 vCPU, 93.8 MiB with 2 (TCG's translation cache grows with
+   * the guest code run). QEMU also keeps kernel and initrd in its own memory for the firmware (fw_cfg), so an
+   * initrd adds its size (with a 32 MiB initrd: 121.3 MiB, +32.5). 256 MiB covers a booted guest with a ~100 MiB initrd
+   * and a few vCPUs more; under KVM there is no translation cache.
    */
   public static final long VMM_OVERHEAD_BYTES = 256L << 20;
   /** Memory request = limit of each init container (a static busybox copying files: page cache, reclaimable). */

@@ -232,9 +232,11 @@ public final class NodePodShape {
       // tool, once per file, as the VM's host UID with nothing else, into the emptyDir the agent reads.
       volumes.add(new VolumeBuilder().withName(TOOLS_VOLUME).withNewEmptyDir().endEmptyDir().build());
       volumes.add(new VolumeBuilder().withName(BOOT_VOLUME).withNewEmptyDir().endEmptyDir().build());
-      initContainers.add(restricted(TOOLS_CONTAINER, settings.nodePodImage(), hostUid,
+      Container tools = restricted(TOOLS_CONTAINER, settings.nodePodImage(), hostUid,
           List.of(BUSYBOX_IN_NODE_IMAGE, "cp", BUSYBOX_IN_NODE_IMAGE, BUSYBOX),
-          List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).build())));
+          List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).build()));
+      tools.setImagePullPolicy("IfNotPresent"); // as the node-agent container, the same image
+      initContainers.add(tools);
       for (Map.Entry<String, String> file : bootFiles(boot).entrySet()) {
         initContainers.add(restricted("boot-" + file.getValue(), boot.image(), hostUid,
             List.of(BUSYBOX, "cp", "-L", file.getKey(), BOOT_DIR + "/" + file.getValue()),

@@ -69,10 +69,15 @@ public final class NodePodShape {
 
   /** Where the boot files are in the node-agent container (read-only). */
   public static final String BOOT_DIR = "/vm/boot";
-  /** Fixed names of the boot files in {@link #BOOT_DIR}, whatever their names in the image. */
+  /**
+   * Fixed names of the boot files in {@link #BOOT_DIR}, whatever their names in the image (no collisions, nothing
+   * of the tenant's in a path). A qcow2 disk keeps its suffix: the agent names the disk format by it (never
+   * probes, so a raw image cannot pose as qcow2 with a backing file).
+   */
   public static final String KERNEL_FILE = "kernel";
   public static final String INITRD_FILE = "initrd";
   public static final String DISK_FILE = "disk";
+  public static final String QCOW2_DISK_FILE = "disk.qcow2";
   public static final String BOOT_VOLUME = "boot";
   /** The static copy tool the node image carries, and where the first init container puts it. */
   public static final String BUSYBOX_IN_NODE_IMAGE = "/usr/local/bin/vfiovm-busybox";
@@ -103,24 +108,31 @@ public final class NodePodShape {
 
   /** Command-line arguments of the node agent (the node-agent CLI contract). */
   public static List<String> args(VfioVm vm, long hostUid, SpecValidation.Plan plan) {
-    List<String> args = new ArrayList<>(List.of(
-        "node-agent",
-        "--vm", vmKey(vm),
-        "--host-uid", Long.toString(hostUid),
-        "--memory", Long.toString(plan.memoryBytes()),
-        "--memlock", Long.toString(plan.memlockLimitBytes())));
-    for (String device : plan.devices()) {
-      args.add("--device");
-      args.add(device);
+    return args(vm, hostUid, plan, true);
+  }
+
+  private static List<String> args(VfioVm vm, long hostUid, SpecValidation.Plan plan, boolean whole) {
+    List<String> args = new ArrayList<>();
+    if (whole) {
+      args.addAll(List.of(
+          "node-agent",
+          "--vm", vmKey(vm),
+          "--host-uid", Long.toString(hostUid),
+          "--memory", Long.toString(plan.memoryBytes()),
+          "--memlock", Long.toString(plan.memlockLimitBytes())));
+      for (String device : plan.devices()) {
+        args.add("--device");
+        args.add(device);
+      }
+      args.add("--accounting");
+      args.add(vm.getSpec().getAccounting() == Accounting.PerUser ? "per-user" : "per-process");
+      args.add("--dma-backend");
+      args.add(switch (vm.getSpec().getDmaBackend()) {
+        case Iommufd -> "iommufd";
+        case IoUring -> "io-uring";
+        case Auto -> "auto";
+      });
     }
-    args.add("--accounting");
-    args.add(vm.getSpec().getAccounting() == Accounting.PerUser ? "per-user" : "per-process");
-    args.add("--dma-backend");
-    args.add(switch (vm.getSpec().getDmaBackend()) {
-      case Iommufd -> "iommufd";
-      case IoUring -> "io-uring";
-      case Auto -> "auto";
-    });
     args.add("--cpus");
     args.add(Integer.toString(plan.cpus()));
     SpecValidation.Boot boot = plan.boot();
@@ -139,18 +151,50 @@ public final class NodePodShape {
       }
       if (boot.disk() != null) {
         args.add("--disk");
-        args.add(BOOT_DIR + "/" + DISK_FILE);
+        args.add(BOOT_DIR + "/" + diskFile(boot.disk()));
       }
     }
     if (plan.console() == Console.None) {
       args.add("--console");
       args.add("none");
     }
-    args.add("--report");
-    args.add(REPORT_PATH);
-    args.add("--report-pod");
-    args.add("$(POD_NAMESPACE)/$(POD_NAME)");
+    if (whole) {
+      args.add("--report");
+      args.add(REPORT_PATH);
+      args.add("--report-pod");
+      args.add("$(POD_NAMESPACE)/$(POD_NAME)");
+    }
     return args;
+  }
+
+  private static final List<String> VM_FLAGS = List.of("--cpus", "--kernel", "--initrd", "--cmdline", "--disk", "--console");
+
+  /** The arguments that say what the VM is (vCPUs, boot, console), as {@link #args} emits them. */
+  public static List<String> vmArgs(SpecValidation.Plan plan) {
+    return args(null, 0, plan, false);
+  }
+
+  /** The same arguments of an existing node pod (a pod without --cpus ran one vCPU). */
+  public static List<String> vmArgsOf(Pod pod) {
+    List<String> args = pod == null || pod.getSpec() == null ? List.of()
+        : pod.getSpec().getContainers().stream().filter(c -> CONTAINER.equals(c.getName()))
+            .findFirst().map(Container::getArgs).orElse(List.of());
+    List<String> vm = new ArrayList<>(vmArgsIn(args));
+    if (!vm.contains("--cpus")) {
+      vm.addAll(0, List.of("--cpus", "1"));
+    }
+    return vm;
+  }
+
+  private static List<String> vmArgsIn(List<String> args) {
+    List<String> vm = new ArrayList<>();
+    for (int i = 0; i + 1 < args.size(); i++) {
+      if (VM_FLAGS.contains(args.get(i))) {
+        vm.add(args.get(i));
+        vm.add(args.get(++i));
+      }
+    }
+    return vm;
   }
 
   /** Text the kubelet passes as written: $(VAR) in args is expanded, $$ stands for $. */
@@ -169,10 +213,14 @@ public final class NodePodShape {
         files.put(boot.initrd(), INITRD_FILE);
       }
       if (boot.disk() != null) {
-        files.put(boot.disk(), DISK_FILE);
+        files.put(boot.disk(), diskFile(boot.disk()));
       }
     }
     return files;
+  }
+
+  static String diskFile(String diskPath) {
+    return diskPath.toLowerCase(Locale.ROOT).endsWith(".qcow2") ? QCOW2_DISK_FILE : DISK_FILE;
   }
 
   /** Where to see the VM's console, for status.console. */
@@ -238,7 +286,8 @@ public final class NodePodShape {
       tools.setImagePullPolicy("IfNotPresent"); // as the node-agent container, the same image
       initContainers.add(tools);
       for (Map.Entry<String, String> file : bootFiles(boot).entrySet()) {
-        initContainers.add(restricted("boot-" + file.getValue(), boot.image(), hostUid,
+        String role = file.getValue().startsWith(DISK_FILE) ? DISK_FILE : file.getValue();
+        initContainers.add(restricted("boot-" + role, boot.image(), hostUid,
             List.of(BUSYBOX, "cp", "-L", file.getKey(), BOOT_DIR + "/" + file.getValue()),
             List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).withReadOnly(true).build(),
                 new VolumeMountBuilder().withName(BOOT_VOLUME).withMountPath(BOOT_DIR).build())));

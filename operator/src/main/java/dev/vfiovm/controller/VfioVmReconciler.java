@@ -178,6 +178,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     }
     VfioVmStatus status = VmStatuses.fromPod(vm, entry, podKey, pod, now);
     String drift = drift(vm, entry, validation);
+    if (drift == null && validation.valid()
+        && !NodePodShape.vmArgs(validation.plan()).equals(NodePodShape.vmArgsOf(pod))) {
+      drift = "spec changes after the node pod started (cpus, boot or console) are not applied to the running VM; "
+          + "delete and re-create the VfioVm";
+    }
     if (drift != null) {
       status.setMessage(drift + "; " + status.getMessage());
     }

@@ -128,10 +128,18 @@ class NodePodShapeTest {
 
   @Test
   void aDiskBootAndNoConsole() {
-    VfioVm vm = booting(null, null, null, "/disk/guest.qcow2");
+    VfioVm vm = booting(null, null, null, "/disk/guest.img");
     vm.getSpec().setConsole(Console.None);
-    assertThat(agentArgs(pod(vm))).containsSequence("--cpus", "1", "--disk", "/vm/boot/disk", "--console", "none",
+    Pod pod = pod(vm);
+    assertThat(agentArgs(pod)).containsSequence("--cpus", "1", "--disk", "/vm/boot/disk", "--console", "none",
         "--report").doesNotContain("--kernel", "--initrd", "--cmdline");
+    assertThat(pod.getSpec().getInitContainers()).extracting(Container::getName).containsExactly("vfiovm-tools", "boot-disk");
+    assertThat(pod.getSpec().getInitContainers().get(1).getCommand()).endsWith("/disk/guest.img", "/vm/boot/disk");
+    // the agent names the format by the suffix: a qcow2 keeps it
+    Pod qcow2 = pod(booting(null, null, null, "/disk/Guest.QCOW2"));
+    assertThat(agentArgs(qcow2)).containsSequence("--disk", "/vm/boot/disk.qcow2");
+    assertThat(qcow2.getSpec().getInitContainers().get(1).getCommand()).endsWith("/disk/Guest.QCOW2", "/vm/boot/disk.qcow2");
+    assertThat(qcow2.getSpec().getInitContainers().get(1).getName()).isEqualTo("boot-disk");
   }
 
   @Test
@@ -196,6 +204,22 @@ class NodePodShapeTest {
     Quantity limit = pod(vm()).getSpec().getContainers().get(0).getResources().getLimits().get("memory");
     assertThat(Quantity.getAmountInBytes(limit).longValueExact())
         .isEqualTo(4 * GI + NodePodShape.VMM_OVERHEAD_BYTES + NodePodShape.AGENT_MEMORY_BYTES);
+  }
+
+  @Test
+  void whatTheVmIsCanBeReadBackFromItsPodToSeeAnEditedSpec() {
+    VfioVm vm = booting("/boot/vmlinuz", null, "console=ttyS0 $x", null);
+    SpecValidation.Plan plan = SpecValidation.validate(vm.getSpec(), GI).plan();
+    Pod pod = pod(vm);
+    assertThat(NodePodShape.vmArgs(plan)).containsExactly("--cpus", "1", "--kernel", "/vm/boot/kernel",
+        "--cmdline", "console=ttyS0 $$x");
+    assertThat(NodePodShape.vmArgsOf(pod)).isEqualTo(NodePodShape.vmArgs(plan));
+    vm.getSpec().setCpus(2);
+    assertThat(NodePodShape.vmArgsOf(pod)).isNotEqualTo(NodePodShape.vmArgs(SpecValidation.validate(vm.getSpec(), GI).plan()));
+    // a pod made before --cpus existed ran one vCPU: not an edit
+    Pod old = pod(vm());
+    old.getSpec().getContainers().get(0).setArgs(List.of("node-agent", "--vm", "team-a/db", "--report", "/r"));
+    assertThat(NodePodShape.vmArgsOf(old)).isEqualTo(NodePodShape.vmArgs(SpecValidation.validate(vm().getSpec(), GI).plan()));
   }
 
   @Test

@@ -60,8 +60,8 @@ public final class NodePodShape {
    * firmware only (SeaBIOS, nothing to boot) 40.5 MiB with 1 vCPU, 42.5 MiB with 2; a Linux 6.12 guest (9.4 MiB
    * bzImage) booting to its root mount 88.7 MiB with 1 vCPU, 93.8 MiB with 2 (TCG's translation cache grows with
    * the guest code run). QEMU also keeps kernel and initrd in its own memory for the firmware (fw_cfg), so an
-   * initrd adds its size (with a 32 MiB initrd: 121.3 MiB, +32.5). 256 MiB covers a booted guest with a ~100 MiB initrd
-   * and a few vCPUs more; under KVM there is no translation cache.
+   * initrd adds its size (with a 32 MiB initrd: 121.3 MiB, +32.5). 256 MiB covers a booted guest with a
+   * ~100 MiB initrd and a few vCPUs more; under KVM there is no translation cache.
    */
   public static final long VMM_OVERHEAD_BYTES = 256L << 20;
   /** Memory request = limit of each init container (a static busybox copying files: page cache, reclaimable). */

@@ -47,8 +47,9 @@ public final class NodePodShape {
   /**
    * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM bounded by
    * {@link #AGENT_JAVA_OPTIONS} (heap <= 128 MiB, metaspace <= 128 MiB) plus code cache, thread stacks and the
-   * JVM's native memory. Measured: the agent with those options, fabric8 client loaded (report patch tried),
-   * VmRSS 117 MiB; the bounds give at most ~256 MiB + ~64 MiB native.
+   * JVM's native memory. Measured with those options: the QEMU-supervising agent running a tiny guest (QMP,
+   * console relay, fabric8 report patches tried) VmRSS 118.5 MiB, VmHWM 125.4 MiB; the bounds allow at most
+   * ~256 MiB + ~64 MiB native.
    */
   public static final long AGENT_MEMORY_BYTES = 320L << 20;
   /**

@@ -496,6 +496,22 @@ class VfioVmOperatorIT {
   }
 
   @Test
+  void cpusBootOrConsoleEditedAfterThePodStartedAreReportedNotApplied() {
+    node("a", "3Gi");
+    cluster.create(vm(ns, "edited", "64Mi", selector));
+    awaitPhase("edited", Phase.Placed);
+    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "edited") != null);
+    client.resources(VfioVm.class).inNamespace(ns).withName("edited").edit(v -> {
+      v.getSpec().setCpus(2);
+      return v;
+    });
+    VfioVm edited = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "edited"),
+        v -> v.getStatus().getObservedGeneration() == 2L);
+    assertThat(edited.getStatus().getMessage()).contains("(cpus, boot or console) are not applied").contains("re-create");
+    assertThat(cluster.podOf(ns, "edited").getSpec().getContainers().get(0).getArgs()).containsSubsequence("--cpus", "1");
+  }
+
+  @Test
   void aSpecEditedAfterPlacementIsReportedNotApplied() {
     node("a", "9Gi");
     cluster.create(vm(ns, "fixed", "1Gi", selector));

@@ -23,6 +23,7 @@ import io.fabric8.kubernetes.model.annotation.Version;
 @AdditionalPrinterColumn(name = "UID", jsonPath = ".status.hostUid", type = Type.INTEGER)
 @AdditionalPrinterColumn(name = "Memlock", jsonPath = ".status.memlockLimitBytes", type = Type.INTEGER)
 @AdditionalPrinterColumn(name = "Pinned", jsonPath = ".status.pinnedBytes", type = Type.INTEGER)
+@AdditionalPrinterColumn(name = "Console", jsonPath = ".status.console", type = Type.STRING, priority = 1)
 @AdditionalPrinterColumn(name = "Age", jsonPath = ".metadata.creationTimestamp", type = Type.DATE)
 public class VfioVm extends io.fabric8.kubernetes.client.CustomResource<VfioVmSpec, VfioVmStatus>
     implements Namespaced {

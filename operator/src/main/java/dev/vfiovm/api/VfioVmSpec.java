@@ -3,6 +3,8 @@ package dev.vfiovm.api;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
 import io.fabric8.generator.annotation.Pattern;
 import io.fabric8.generator.annotation.Required;
 import java.util.ArrayList;
@@ -12,6 +14,8 @@ import java.util.Map;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class VfioVmSpec {
+  public static final int MIN_CPUS = 1;
+  public static final int MAX_CPUS = 64;
   /** A positive Kubernetes quantity without exponent (e.g. 4Gi, 512Mi, 1.5Gi, 4294967296). */
   public static final String MEMORY_PATTERN =
       "^(0*[1-9][0-9]*(\\.[0-9]+)?|0*\\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$";
@@ -53,10 +57,24 @@ public class VfioVmSpec {
           + "no device (tests, nodes without an IOMMU). Auto: Iommufd where the node has /dev/iommu, else IoUring.")
   private DmaBackend dmaBackend = DmaBackend.Auto;
 
+  @Default("1")
+  @Min(MIN_CPUS)
+  @Max(MAX_CPUS)
+  @JsonPropertyDescription("Number of vCPUs of the guest, 1 to 64 (default 1).")
+  private int cpus = 1;
+
   @JsonPropertyDescription(
-      "Optional command the VM process executes after mapping guest memory (e.g. a VMM). It runs as the VM's "
-          + "host UID in its user namespace and inherits the iommufd, memfd and device fds (see the node-agent docs).")
-  private List<String> vmCommand = new ArrayList<>();
+      "What the VM boots: a source (containerDisk: an OCI image holding the files) and either kernel "
+          + "(+ initrd, cmdline) for a direct kernel boot or disk for a disk image booted by the firmware. "
+          + "Without boot the VM still runs: QEMU with its firmware only, devices assigned and guest RAM pinned, "
+          + "nothing booted.")
+  private BootSpec boot;
+
+  @Default("Serial")
+  @JsonPropertyDescription(
+      "Serial (default): the guest's serial console (ttyS0) is the node pod's stdout, so kubectl logs shows the "
+          + "guest booting; status.console says which pod. None: no console.")
+  private Console console = Console.Serial;
 
   public String getMemory() {
     return memory;
@@ -114,11 +132,27 @@ public class VfioVmSpec {
     this.dmaBackend = dmaBackend;
   }
 
-  public List<String> getVmCommand() {
-    return vmCommand;
+  public int getCpus() {
+    return cpus;
   }
 
-  public void setVmCommand(List<String> vmCommand) {
-    this.vmCommand = vmCommand == null ? new ArrayList<>() : vmCommand;
+  public void setCpus(int cpus) {
+    this.cpus = cpus;
+  }
+
+  public BootSpec getBoot() {
+    return boot;
+  }
+
+  public void setBoot(BootSpec boot) {
+    this.boot = boot;
+  }
+
+  public Console getConsole() {
+    return console;
+  }
+
+  public void setConsole(Console console) {
+    this.console = console;
   }
 }

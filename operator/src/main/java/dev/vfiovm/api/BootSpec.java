@@ -2,6 +2,7 @@ package dev.vfiovm.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Size;
 
 /**
  * What the VM boots: one source holding the files, and either a kernel (direct kernel boot) or a disk image
@@ -24,19 +25,23 @@ public class BootSpec {
   @JsonPropertyDescription(
       "Direct kernel boot: absolute path of the kernel (bzImage) in the source, e.g. /boot/vmlinuz. "
           + "Exclusive with disk.")
+  @Size(max = 4095)
   private String kernel;
 
   @JsonPropertyDescription("Initial ramdisk for the kernel: absolute path in the source, e.g. /boot/initrd.img. "
       + "Only with kernel.")
+  @Size(max = 4095)
   private String initrd;
 
   @JsonPropertyDescription("Kernel command line, e.g. \"console=ttyS0\" (at most 2048 characters). Only with "
       + "kernel; with console Serial the guest's serial port is ttyS0.")
+  @Size(max = 2048)
   private String cmdline;
 
   @JsonPropertyDescription(
       "Disk image (raw or qcow2) booted by the firmware: absolute path in the source, e.g. /disk/guest.qcow2. "
           + "Exclusive with kernel.")
+  @Size(max = 4095)
   private String disk;
 
   public ContainerDiskSource getContainerDisk() {

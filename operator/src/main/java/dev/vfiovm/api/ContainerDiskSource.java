@@ -3,6 +3,7 @@ package dev.vfiovm.api;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Required;
+import io.fabric8.generator.annotation.Size;
 
 /**
  * An OCI image that only holds the boot files (like KubeVirt's containerDisk). It never runs with privileges or
@@ -15,6 +16,7 @@ public class ContainerDiskSource {
       "OCI image reference holding the boot files, e.g. registry.example/guests/demo:1.0 or ...@sha256:<digest>. "
           + "It is pulled like any image of the node pod; it needs no shell: the node pod copies the files out "
           + "with its own static copy tool, as a non-root user with no capabilities and no API credentials.")
+  @Size(max = 1024)
   private String image;
 
   public ContainerDiskSource() {}

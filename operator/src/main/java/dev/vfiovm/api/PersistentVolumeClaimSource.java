@@ -2,6 +2,7 @@ package dev.vfiovm.api;
 
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Size;
 
 /**
  * Reserved, always refused. Node pods run in the operator's namespace, and a pod can mount only a
@@ -12,6 +13,7 @@ import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class PersistentVolumeClaimSource {
   @JsonPropertyDescription("Name of the PersistentVolumeClaim (not supported, see persistentVolumeClaim).")
+  @Size(max = 253)
   private String claimName;
 
   public PersistentVolumeClaimSource() {}

@@ -20,9 +20,10 @@ public final class SpecValidation {
   public static final long PAGE_SIZE = 4096;
   private static final Pattern PCI = Pattern.compile(DeviceSpec.PCI_ADDRESS_PATTERN);
   private static final Pattern MEMORY = Pattern.compile(VfioVmSpec.MEMORY_PATTERN);
-  // label keys: optional DNS-subdomain prefix, then a name of 1..63 [A-Za-z0-9-_.] chars
-  private static final Pattern LABEL_NAME = Pattern.compile("^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$");
-  private static final Pattern DNS_SUBDOMAIN = Pattern.compile("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$");
+  // the CRD's own patterns (a current API server enforces them at admission; these are the fallback)
+  private static final Pattern LABEL_NAME = Pattern.compile(VfioVmSpec.LABEL_VALUE_PATTERN);
+  private static final Pattern LABEL_KEY = Pattern.compile(VfioVmSpec.LABEL_KEY_PATTERN);
+  private static final Pattern NODE_NAME = Pattern.compile(VfioVmSpec.NODE_NAME_PATTERN);
 
   private SpecValidation() {}
 
@@ -135,15 +136,16 @@ public final class SpecValidation {
     }
 
     String nodeName = spec.getNodeName();
-    if (nodeName != null && !nodeName.isEmpty() && !DNS_SUBDOMAIN.matcher(nodeName).matches()) {
+    if (spec.getDevices().size() > VfioVmSpec.MAX_DEVICES) {
+      violations.add(new Violation("spec.devices", spec.getDevices().size() + " devices are more than "
+          + VfioVmSpec.MAX_DEVICES + "; list at most " + VfioVmSpec.MAX_DEVICES));
+    }
+    if (nodeName != null && !nodeName.isEmpty() && !NODE_NAME.matcher(nodeName).matches()) {
       violations.add(new Violation("spec.nodeName", "'" + nodeName + "' is not a valid node name"));
     }
     for (Map.Entry<String, String> label : spec.getNodeSelector().entrySet()) {
       String key = label.getKey();
-      String name = key.contains("/") ? key.substring(key.indexOf('/') + 1) : key;
-      String prefix = key.contains("/") ? key.substring(0, key.indexOf('/')) : null;
-      if (name.isEmpty() || !LABEL_NAME.matcher(name).matches()
-          || (prefix != null && !DNS_SUBDOMAIN.matcher(prefix).matches())) {
+      if (key == null || !LABEL_KEY.matcher(key).matches()) {
         violations.add(new Violation("spec.nodeSelector", "'" + key + "' is not a valid label key"));
       }
       String value = label.getValue() == null ? "" : label.getValue();

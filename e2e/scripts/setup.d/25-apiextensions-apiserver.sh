@@ -31,14 +31,19 @@ ETCD_V=3.5.30-2
 fail() { echo "25-apiextensions-apiserver: $*" >&2; exit 1; }
 log() { echo "25-apiextensions-apiserver: $*"; }
 
+# the server has no --version flag: a good build leaves a stamp naming what it built, and its version string
+# (set with -X at link time) must be in the binary
+STAMP="apiextensions-apiserver $WANT, etcd $ETCD_WANT"
 have() {
-  [[ -x $OUT/apiextensions-apiserver && -x $OUT/etcd ]] || return 1
-  "$OUT/apiextensions-apiserver" --version 2>/dev/null | grep -q "$WANT" || return 1
+  [[ -x $OUT/apiextensions-apiserver && -x $OUT/etcd && -r $OUT/VERSION ]] || return 1
+  [[ $(cat "$OUT/VERSION") == "$STAMP" ]] || return 1
+  grep -qaF "$WANT" "$OUT/apiextensions-apiserver" || return 1
   "$OUT/etcd" --version 2>/dev/null | grep -q "etcd Version: $ETCD_WANT" || return 1
 }
 if have; then
-  log "already at $OUT ($("$OUT/apiextensions-apiserver" --version 2>/dev/null), etcd $ETCD_WANT)"; exit 0
+  log "already at $OUT ($STAMP)"; exit 0
 fi
+rm -f "$OUT/VERSION"
 
 # The Go source packages (golang-k8s-* 0.36.4 and their dependencies) that `go build` in GOPATH mode needs:
 # one PKG=VERSION a line in the pin list next to this script.
@@ -55,7 +60,7 @@ bash "$here/../lib/private-apt.sh" "$W/apt" sid || fail "apt-get update of sid f
 
 log "[2/4] downloading Go $GO_V, etcd $ETCD_V and ${#PKGS[@]} Go source packages"
 # shellcheck disable=SC2046 # apt.opts is a list of options
-(cd "$W/debs" && apt-get $(cat "$W/apt/apt.opts") download -q \
+(cd "$W/debs" && apt-get $(cat "$W/apt/apt.opts") download -qq \
     "golang-1.26-go=$GO_V" "golang-1.26-src=$GO_V" "etcd-server=$ETCD_V" "${PKGS[@]}") \
   || fail "download failed: sid moves; a pin no longer in the mirror is named above (apt-cache $(cat "$W/apt/apt.opts") policy PKG)"
 t1=$(date +%s); log "      downloaded in $(( t1 - t0 )) s"
@@ -76,6 +81,7 @@ mv "$OUT/apiextensions-apiserver.new" "$OUT/apiextensions-apiserver"
 install -m 0755 "$W/root/usr/bin/etcd" "$OUT/etcd"
 t3=$(date +%s); log "      built in $(( t3 - t2 )) s"
 
-have || fail "the built binaries do not report $WANT / etcd $ETCD_WANT"
+echo "$STAMP" > "$OUT/VERSION"
+have || { rm -f "$OUT/VERSION"; fail "the built binaries are not $STAMP"; }
 rm -rf "$W"
 log "apiextensions-apiserver $WANT and etcd $ETCD_WANT at $OUT (cold: $(( t3 - t0 )) s)"

@@ -16,7 +16,8 @@ import java.util.List;
  *   <li>the root description ({@code kubectl explain vfiovm}), taken from {@link VfioVm}'s
  *       {@link JsonClassDescription};</li>
  *   <li>{@code spec.devices} as {@code x-kubernetes-list-type: map} keyed by {@code pciAddress}, so the API
- *       server itself refuses a device listed twice (and SSA merges devices by address).</li>
+ *       server itself refuses a device listed twice (and SSA merges devices by address);</li>
+ *   <li>{@code spec.nodeSelector}'s values as label values (maxLength 63 and a pattern on additionalProperties).</li>
  * </ul>
  * Everything else (patterns, sizes, CEL rules, int-or-string) comes from annotations on the model.
  * Usage: {@code CrdGeneration OUTPUT_DIR} (writes vfiovms.vfiovm.dev-v1.yml there). crd-generator-api-v2 is a
@@ -56,6 +57,11 @@ public final class CrdGeneration {
     JSONSchemaProps devices = root.getProperties().get("spec").getProperties().get("devices");
     devices.setXKubernetesListType("map");
     devices.setXKubernetesListMapKeys(List.of("pciAddress"));
+    // label values, in the plain schema (any server enforces it; bounded, so the key rule's CEL cost is too)
+    JSONSchemaProps values = root.getProperties().get("spec").getProperties().get("nodeSelector")
+        .getAdditionalProperties().getSchema();
+    values.setMaxLength(63L);
+    values.setPattern(VfioVmSpec.LABEL_VALUE_PATTERN);
     return crd;
   }
 }

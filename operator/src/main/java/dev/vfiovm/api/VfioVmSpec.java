@@ -65,9 +65,6 @@ public class VfioVmSpec {
       message = "spec.nodeSelector: every key must be a label key: an optional DNS-subdomain prefix and '/', then a "
           + "name of at most 63 characters (A-Z a-z 0-9 - _ .) that starts and ends alphanumeric, e.g. "
           + "kubernetes.io/hostname")
-  @ValidationRule(value = "self.all(k, self[k].size() <= 63 && self[k].matches('" + LABEL_VALUE_PATTERN + "'))",
-      message = "spec.nodeSelector: every value must be a label value: at most 63 characters (A-Z a-z 0-9 - _ .) "
-          + "that start and end alphanumeric, or empty")
   @JsonPropertyDescription("Only nodes carrying all these labels are considered for placement (at most 64).")
   private Map<String, String> nodeSelector = new LinkedHashMap<>();
 

@@ -1,5 +1,6 @@
 package dev.vfiovm.local;
 
+import dev.vfiovm.api.CrdInstaller;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
 import io.fabric8.kubernetes.api.model.HasMetadata;
@@ -7,9 +8,11 @@ import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubeapitest.KubeAPIServer;
 import io.fabric8.kubeapitest.KubeAPIServerConfigBuilder;
 import java.io.IOException;
@@ -178,11 +181,8 @@ public final class StandaloneCommand implements Callable<Integer> {
 
   private void installCrd(KubernetesClient client) throws IOException {
     try (InputStream crd = VfioVm.class.getResourceAsStream("/META-INF/fabric8/vfiovms.vfiovm.dev-v1.yml")) {
-      client.load(crd).serverSideApply();
+      CrdInstaller.install(client, Serialization.unmarshal(crd, CustomResourceDefinition.class), "vfiovm-standalone");
     }
-    client.apiextensions().v1().customResourceDefinitions().withName("vfiovms.vfiovm.dev")
-        .waitUntilCondition(c -> c.getStatus() != null && c.getStatus().getConditions().stream()
-            .anyMatch(s -> "Established".equals(s.getType()) && "True".equals(s.getStatus())), 60, TimeUnit.SECONDS);
   }
 
   /** This jar's own java command: node pods' and the operator's entry point. */

@@ -1,5 +1,6 @@
 package dev.vfiovm.testing;
 
+import dev.vfiovm.api.CrdInstaller;
 import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.ConfigBuilder;
@@ -222,14 +223,7 @@ public final class ApiExtensionsServerFixture {
       if (in == null) {
         throw new IllegalStateException(resource + " is not on the test classpath; run mvn process-classes first");
       }
-      CustomResourceDefinition crd = Serialization.unmarshal(in, CustomResourceDefinition.class);
-      client.apiextensions().v1().customResourceDefinitions().resource(crd)
-          .fieldManager("apiext-fixture").forceConflicts().serverSideApply();
-      return client.apiextensions().v1().customResourceDefinitions().withName(crd.getMetadata().getName())
-          .waitUntilCondition(c -> c != null && c.getStatus() != null && c.getStatus().getConditions() != null
-              && c.getStatus().getConditions().stream()
-                  .anyMatch(cond -> "Established".equals(cond.getType()) && "True".equals(cond.getStatus())),
-              60, TimeUnit.SECONDS);
+      return CrdInstaller.install(client, Serialization.unmarshal(in, CustomResourceDefinition.class), "apiext-fixture");
     } catch (IOException e) {
       throw new IllegalStateException(e);
     }

@@ -1,5 +1,6 @@
 package dev.vfiovm.testing;
 
+import dev.vfiovm.api.CrdInstaller;
 import io.fabric8.kubeapitest.KubeAPIServer;
 import io.fabric8.kubeapitest.KubeAPIServerConfigBuilder;
 import io.fabric8.kubernetes.api.model.HasMetadata;
@@ -111,13 +112,8 @@ public final class KubeApiServerFixture {
   }
 
   private static void applyAndWait(KubernetesClient client, CustomResourceDefinition crd) {
-    client.apiextensions().v1().customResourceDefinitions().resource(crd)
-        .fieldManager("kube-api-test-fixture").forceConflicts().serverSideApply();
-    client.apiextensions().v1().customResourceDefinitions().withName(crd.getMetadata().getName())
-        .waitUntilCondition(c -> c != null && c.getStatus() != null && c.getStatus().getConditions() != null
-            && c.getStatus().getConditions().stream()
-                .anyMatch(cond -> "Established".equals(cond.getType()) && "True".equals(cond.getStatus())),
-            60, TimeUnit.SECONDS);
+    // server-side apply, or create/update on a server without CEL (the 1.20 test server): CrdInstaller says why
+    CrdInstaller.install(client, crd, "kube-api-test-fixture");
   }
 
   /** Creates a namespace named {@code prefix-<random>} and returns its name. */

@@ -432,6 +432,20 @@ class VfioVmOperatorIT {
   }
 
   @Test
+  void theCommittedCrdAppliesOnThisServerWithoutCelWithKubectlsValidationOff() {
+    String crd = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", ".."), "crds", "vfiovms.vfiovm.dev-v1.yml")
+        .toString();
+    // kubectl 1.20 checks a CRD against this server's schema of CRDs, which has no x-kubernetes-validations
+    assertThatThrownBy(() -> KubeApiServerFixture.kubectl("apply", "--dry-run=server", "-f", crd))
+        .hasMessageContaining("x-kubernetes-validations");
+    // without that client-side check the server takes it and drops the CEL rules it does not know
+    assertThat(KubeApiServerFixture.kubectl("apply", "--validate=false", "-f", crd))
+        .contains("customresourcedefinition.apiextensions.k8s.io/vfiovms.vfiovm.dev");
+    assertThat(client.apiextensions().v1().customResourceDefinitions().withName("vfiovms.vfiovm.dev").get()
+        .getSpec().getVersions().get(0).getSchema().getOpenAPIV3Schema().getXKubernetesValidations()).isNullOrEmpty();
+  }
+
+  @Test
   void theExamplesApplyWithKubectlAndArePlaced() {
     Path examples = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", ".."), "operator", "examples");
     String node = node("a", "9Gi"); // budget 8Gi: the 5Gi example, the 1Gi+64Mi one and the 1Gi+256Mi guest

@@ -244,6 +244,24 @@ class VfioVmCrdIT {
   }
 
   @Test
+  void theExamplesAreAccepted() throws Exception {
+    java.nio.file.Path examples = java.nio.file.Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", ".."),
+        "operator", "examples");
+    List<java.nio.file.Path> files;
+    try (var list = java.nio.file.Files.list(examples)) {
+      files = list.filter(p -> p.toString().endsWith(".yaml")).sorted().toList();
+    }
+    assertThat(files).hasSizeGreaterThanOrEqualTo(3);
+    for (java.nio.file.Path file : files) {
+      try (var in = java.nio.file.Files.newInputStream(file)) {
+        GenericKubernetesResource example = Serialization.unmarshal(in, GenericKubernetesResource.class);
+        example.getMetadata().setNamespace(ns);
+        assertThat(create(example).getMetadata().getUid()).as(file.toString()).isNotBlank();
+      }
+    }
+  }
+
+  @Test
   void kubectlExplainHasARootDescription() {
     var crd = client.apiextensions().v1().customResourceDefinitions().withName("vfiovms.vfiovm.dev").get();
     assertThat(crd.getSpec().getVersions().get(0).getSchema().getOpenAPIV3Schema().getDescription())

@@ -42,6 +42,22 @@ class SpecValidationTest {
   }
 
   @Test
+  void atMost32DevicesAndNodeSelectorLabelsAsTheCrdHasThem() {
+    String[] many = java.util.stream.IntStream.range(0, 33).mapToObj(i -> "0000:%02x:00.0".formatted(i))
+        .toArray(String[]::new);
+    assertThat(SpecValidation.validate(spec("1Gi", many), GI).message())
+        .contains("spec.devices: 33 devices are more than 32; list at most 32");
+    assertThat(SpecValidation.validate(spec("1Gi", java.util.Arrays.copyOf(many, 32)), GI).valid()).isTrue();
+    VfioVmSpec labels = spec("1Gi");
+    labels.setNodeSelector(java.util.Map.of("kubernetes.io/hostname", "w-1", "Zone_A", ""));
+    assertThat(SpecValidation.validate(labels, GI).valid()).isTrue();
+    labels.setNodeSelector(java.util.Map.of("Example.com/gpu", "x"));
+    assertThat(SpecValidation.validate(labels, GI).message()).contains("'Example.com/gpu' is not a valid label key");
+    labels.setNodeSelector(java.util.Map.of("example.com/", "x"));
+    assertThat(SpecValidation.validate(labels, GI).message()).contains("'example.com/' is not a valid label key");
+  }
+
+  @Test
   void memoryMustBeAPositiveQuantity() {
     assertThat(SpecValidation.validate(spec(null), GI).message()).contains("spec.memory").contains("required");
     assertThat(SpecValidation.validate(spec("0"), GI).message()).contains("spec.memory");

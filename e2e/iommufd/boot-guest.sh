@@ -38,9 +38,11 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$here/init" "$root/init"; chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd"
 
+# romfile=: the NICs carry no option ROM (QEMU's default is iPXE), so a nested VM that gets one assigned has
+# no ROM for its BIOS to run under nested TCG
 nics=()
 for i in 3 4 5; do
-  nics+=(-netdev "user,id=n$i,restrict=on" -device "e1000e,netdev=n$i,bus=pcie.0,addr=0x$i")
+  nics+=(-netdev "user,id=n$i,restrict=on" -device "e1000e,netdev=n$i,bus=pcie.0,addr=0x$i,romfile=")
 done
 # no_timer_check: on a loaded host the emulated timer can miss the kernel's IO-APIC timer check, which panics
 # with interrupt remapping on ("timer doesn't work through Interrupt-remapped IO-APIC").

@@ -1,55 +1,93 @@
 #!/usr/bin/env bash
-# The iommufd tier's scenarios, run INSIDE the guest (in the host's root, switch_root'ed, as guest root, so
-# /dev/iommu, /dev/vfio/devices/* and CAP_SYS_RESOURCE are real). Each VM is one real `node-agent` run;
-# everything observable is written under $OUT/vms/<name>/ for the JUnit side (IommufdScenariosIT) to assert:
-#   report.json  the agent's last NodeAgentReport        exit     the agent's exit code
-#   running.json the report when the snapshot was taken
-#   stdout/err   the agent's output                       status   /proc/<vmPid>/status while it ran
-#   limits       /proc/<vmPid>/limits while it ran        gone     "yes" if <vmPid> was gone after the agent
-# and $OUT/timings (name seconds). This script only drives and records; it asserts nothing itself, except
-# that it never waits unboundedly (AGENT_TIMEOUT per agent).
-# Scenario 5 (teardown) reuses scenario 1's VMs as the ones torn down, to save two JVM starts under TCG.
-# Env: VFIOVM_JAR, VFIO_DEVICES (two BDFs, comma-separated, bound to vfio-pci), OTHER_DEVICE (not bound),
-#      OVERMAP (overmap.c built: a --vm-command that pins its guest memory twice more),
-#      S4_MEMLOCK (bytes: the operator's limit for a 2-device viommu VM of S4_MEMORY), S4_MEMORY,
-#      AGENT_TIMEOUT (s, bound of every wait on an agent), AGENT_JAVA_OPTS
+# The iommufd tier's scenarios, run INSIDE the L1 guest (the host's root, switch_root'ed, as guest root, so
+# /dev/iommu, /dev/vfio/devices/* and CAP_SYS_RESOURCE are real). Each VM is one real `node-agent` run whose VM
+# process is QEMU 10 (or, in scenario 5, a compromised VMM): the agent opens the iommufd and the devices' cdevs
+# unbound, sets RLIMIT_MEMLOCK from outside, drops to the VM's host UID in its own user namespace, and QEMU
+# binds, attaches and maps guest RAM itself. Everything observable is written under $OUT/vms/<name>/ for the
+# JUnit side (IommufdScenariosIT) to assert:
+#   args          the agent's arguments          exit     the agent's exit code
+#   report.json   the agent's last report        running.json  the report when status/limits were recorded
+#   console.log   the guest's serial console (--console-log)   stdout/stderr  the agent's output
+#   status[.TAG]  /proc/<vmPid>/status   limits  /proc/<vmPid>/limits   cmdline  the VMM's argv (one a line)
+#   userns        "own" if the VMM's user namespace is not the initial one
+#   gone          "yes" if <vmPid> was gone once the agent had exited
+# and $OUT/timings (name seconds). This script drives and records; it asserts nothing itself, except that it
+# never waits unboundedly (AGENT_TIMEOUT per agent, L2_TIMEOUT for the Linux L2's DHCP lease).
+#
+# Order (one L1 boot; the Linux L2 of scenario 1 takes minutes under nested TCG, so everything else runs while
+# it boots, on the other device):
+#   1  s1-linux: Linux L2 on DEV_A, UID 70001, limit = its need                  (runs until its lease)
+#   2  s2-same-uid: a second VM of UID 70001 on DEV_B, limit = its own need -> ENOMEM; s1 keeps running
+#      s2-other-uid: the same VM under UID 70002 -> Running (QMP running + the tiny guest's console line)
+#   3  s3-below: limit below guest RAM -> ENOMEM; s3-below-need: limit = guest RAM, below RAM + BIOS -> ENOMEM
+#   5  s5-compromised: --vm-command compromised-vmm, per-user: pins its memory, READY, then a forked child and
+#      an exec'd image each try to pin more -> ENOMEM
+#   6  s6-unbound, s6-noiommu: cheap refusals before any VMM starts
+#   1  (s1's lease)  4  SIGTERM s1 -> Stopped, pins 0, QEMU gone; s4-next: a new VM of UID 70001 on DEV_A
+#      boots right after (per-user accounting would refuse it if any of s1's pins were still charged)
+#
+# Env: VFIOVM_JAR, BIN (built by build-payloads.sh: vfiovm.jar, agent.jsa, l2.cpio.gz, tiny-guest.elf,
+#      compromised-vmm), KERNEL (the L2 kernel: the same bzImage as L1's), QEMU_DIR (QEMU 10 unpacked: DIR/usr/bin),
+#      VFIO_DEVICES (two BDFs bound to vfio-pci, comma-separated), OTHER_DEVICE (kept on its driver),
+#      PIN_EXTRA (bytes QEMU pins beyond -m: the BIOS), AGENT_TIMEOUT (s), L2_TIMEOUT (s), AGENT_JAVA_OPTS
 set -uo pipefail
-: "${OUT:?}" "${VFIOVM_JAR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}" "${OVERMAP:?}" "${S4_MEMORY:?}" "${S4_MEMLOCK:?}"
-AGENT_TIMEOUT=${AGENT_TIMEOUT:-240}
-# the agent as a node pod runs it; C1 only and serial GC because TCG makes JIT work expensive
+: "${OUT:?}" "${BIN:?}" "${KERNEL:?}" "${QEMU_DIR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}" "${PIN_EXTRA:?}"
+VFIOVM_JAR=${VFIOVM_JAR:-$BIN/vfiovm.jar}
+AGENT_TIMEOUT=${AGENT_TIMEOUT:-300}
+L2_TIMEOUT=${L2_TIMEOUT:-1500}
+# C1 only and serial GC (TCG makes JIT work expensive); the AppCDS archive made on the host for this very jar
 AGENT_JAVA_OPTS=${AGENT_JAVA_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData}
+[[ -s $BIN/agent.jsa ]] && AGENT_JAVA_OPTS+=" -XX:SharedArchiveFile=$BIN/agent.jsa"
 DEV_A=${VFIO_DEVICES%%,*}
 DEV_B=${VFIO_DEVICES##*,}
-L=16Mi        # memlock limit of every VM below, except where noted
-M=12Mi        # guest memory: 3/4 L, so two VMs charged to one counter (24Mi) exceed L
-L2=24Mi       # room for pinning M twice
+MI=$((1024 * 1024))
+need() { echo $(( $1 + PIN_EXTRA )); }   # what a QEMU VM of $1 bytes of RAM pins: RAM + BIOS
+M1=$((128 * MI))        # the Linux L2
+MT=$((32 * MI))         # the tiny guests
+M5=$((16 * MI)); L5=$((24 * MI))   # the compromised VMM: guest memory, limit (room for 8 MiB more, not 16)
+LINUX_CMDLINE="console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check rdinit=/init"
+TINY_MARKER=VFIOVM-TINY-GUEST
+
 mkdir -p "$OUT/vms"
 # Each VM's files live on the guest's tmpfs while it runs and are copied to $OUT (9p) when the script ends:
 # polling a report on 9p while the agent renames a new one over it once hung the guest's reader for good.
-VMS=/tmp/vfiovm-e2e/vms
-mkdir -p "$VMS"
+W=/tmp/vfiovm-e2e
+VMS=$W/vms
+mkdir -p -m 0755 "$W" "$VMS"
 trap 'cp -r "$VMS"/. "$OUT/vms/"' EXIT
-# VM processes run as their own host UIDs: give them copies they can read wherever the checkout lives
-# (a checkout under /root is not traversable by UID 70001)
-mkdir -p -m 0755 /tmp/vfiovm-e2e
-install -m 0644 "$VFIOVM_JAR" /tmp/vfiovm-e2e/vfiovm.jar && VFIOVM_JAR=/tmp/vfiovm-e2e/vfiovm.jar
-install -m 0755 "$OVERMAP" /tmp/vfiovm-e2e/overmap && OVERMAP=/tmp/vfiovm-e2e/overmap
-declare -A PID
+# QEMU runs as the VM's host UID: it must reach its binary, firmware and boot files. The host's /root (where
+# the cache lives) is not traversable by those UIDs, so QEMU is bind-mounted and the boot files copied here.
+mkdir -p "$W/qemu" "$W/boot"
+mount --bind "$QEMU_DIR" "$W/qemu" || { echo "scenario: cannot bind $QEMU_DIR" >&2; exit 3; }
+install -m 0644 "$KERNEL" "$W/boot/bzImage"
+install -m 0644 "$BIN/l2.cpio.gz" "$BIN/tiny-guest.elf" "$W/boot/"
+install -m 0755 "$BIN/compromised-vmm" "$W/boot/"
+export VFIOVM_QEMU=$W/qemu/usr/bin/qemu-system-x86_64
+export VFIOVM_QEMU_DATA=$W/qemu/usr/share/qemu:/usr/share/seabios
+LINUX=(--kernel "$W/boot/bzImage" --initrd "$W/boot/l2.cpio.gz" --cmdline "$LINUX_CMDLINE")
+# the tiny guest has no power button handler: give system_powerdown 2 s, not the agent's default 10, before quit
+TINY=(--kernel "$W/boot/tiny-guest.elf" --powerdown-timeout 2)
+declare -A PID START
 
 now() { date +%s.%N; }
-log() { echo "scenario: [$(cut -d' ' -f1 /proc/uptime)] $*"; }
+up() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "scenario: [$(up)] $*"; }
+show() { # show NAME: the tail of an agent's output on the console (visible on the host while the guest runs)
+  tail -n 25 "$VMS/$1/stdout" "$VMS/$1/stderr" 2>/dev/null | cut -c1-400 | sed "s/^/scenario: $1| /"
+}
 timing() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%s %.2f\n", n, b - a }' >> "$OUT/timings"; }
 
 field() { # field NAME KEY: a scalar of the VM's report (the report is one JSON object)
   sed -n "s/.*\"$2\" *: *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$VMS/$1/report.json" 2>/dev/null | head -1
 }
 
-agent() { # agent NAME ARGS...: one node-agent, in the background, output under $VMS/NAME
-  local name=$1; shift
+agent() { # agent NAME TIMEOUT ARGS...: one node-agent, in the background, output under $VMS/NAME
+  local name=$1 t=$2; shift 2
   local dir=$VMS/$name; mkdir -p "$dir"
-  echo "$*" > "$dir/args"
-  ( exec timeout -s TERM -k 5 "$AGENT_TIMEOUT" java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
-      --dma-backend iommufd --report "$dir/report.json" "$@" >"$dir/stdout" 2>"$dir/stderr" ) &
+  printf '%s\n' "$@" > "$dir/args"
+  START[$name]=$(now)
+  ( exec timeout -s TERM -k 60 "$t" java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" node-agent --vm "e2e/$name" \
+      --dma-backend iommufd --report "$dir/report.json" --console-log "$dir/console.log" "$@" >"$dir/stdout" 2>"$dir/stderr" ) &
   PID[$name]=$!
   log "$name started: $*"
 }
@@ -59,20 +97,45 @@ await() { # await NAME PHASE...: until the report's phase is one of PHASE or the
   local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
   while (( $(date +%s) < deadline )); do
     local phase; phase=$(field "$name" phase)
-    for want in "$@"; do [[ $phase == "$want" ]] && { log "$name is $phase"; return 0; }; done
-    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited in phase '${phase}'"; return 1; }
-    sleep 0.1
+    for want in "$@"; do
+      [[ $phase == "$want" ]] && { log "$name is $phase"; timing "$name-to-$phase" "${START[$name]}" "$(now)"; return 0; }
+    done
+    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited in phase '${phase}'"; show "$name"; return 1; }
+    sleep 0.2
   done
-  log "$name: timed out waiting for $*"; return 1
+  log "$name: timed out waiting for $*"; show "$name"; return 1
 }
 
-snapshot() { # snapshot NAME: the kernel's own view of the running VM process
-  local name=$1 pid; pid=$(field "$name" vmPid)
+console_has() { # console_has NAME TEXT TIMEOUT: until the VM's console shows TEXT (bounded)
+  local name=$1 text=$2 deadline=$(( $(date +%s) + $3 ))
+  while (( $(date +%s) < deadline )); do
+    grep -q -- "$text" "$VMS/$name/console.log" 2>/dev/null && {
+      log "$name console: $text"; timing "$name-to-$text" "${START[$name]}" "$(now)"; return 0; }
+    kill -0 "${PID[$name]}" 2>/dev/null || { log "$name exited before its console showed $text"; return 1; }
+    sleep 0.5
+  done
+  log "$name: console never showed $text"; show "$name"; return 1
+}
+
+output_has() { # output_has NAME TEXT: until the agent's output (its VM process's) shows TEXT (bounded)
+  local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
+  while (( $(date +%s) < deadline )); do
+    grep -qh -- "$2" "$VMS/$1/stdout" "$VMS/$1/stderr" 2>/dev/null && return 0
+    kill -0 "${PID[$1]}" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+
+snapshot() { # snapshot NAME [TAG]: the kernel's own view of the running VM process
+  local name=$1 tag=${2:+.$2} pid dir=$VMS/$1; pid=$(field "$name" vmPid)
   [[ -n $pid ]] || { log "$name: no vmPid in report"; return 1; }
-  cp "$VMS/$name/report.json" "$VMS/$name/running.json"
-  cp "/proc/$pid/status" "$VMS/$name/status" 2>/dev/null
-  cp "/proc/$pid/limits" "$VMS/$name/limits" 2>/dev/null
-  log "$name vmPid=$pid $(grep -E '^(VmPin|VmLck)' "/proc/$pid/status" 2>/dev/null | tr -s ' \n' ' ')"
+  cp "$dir/report.json" "$dir/running$tag.json"
+  cp "/proc/$pid/status" "$dir/status$tag" 2>/dev/null
+  cp "/proc/$pid/limits" "$dir/limits$tag" 2>/dev/null
+  tr '\0' '\n' < "/proc/$pid/cmdline" > "$dir/cmdline" 2>/dev/null
+  [[ $(readlink "/proc/$pid/ns/user") != "$(readlink /proc/1/ns/user)" ]] && echo own > "$dir/userns"
+  log "$name$tag vmPid=$pid $(grep -E '^(Uid|VmPin|VmLck)' "$dir/status$tag" 2>/dev/null | tr -s ' \t\n' ' ')"
 }
 
 finish() { # finish NAME: wait for the agent's exit, record its code and whether its VM process is gone
@@ -80,102 +143,90 @@ finish() { # finish NAME: wait for the agent's exit, record its code and whether
   echo "$rc" > "$VMS/$name/exit"
   pid=$(field "$name" vmPid)
   if [[ -n $pid ]] && [[ -d /proc/$pid ]]; then echo no; else echo yes; fi > "$VMS/$name/gone"
-  log "$name exited $rc"
+  timing "$name-total" "${START[$name]}" "$(now)"
+  log "$name exited $rc: $(field "$name" phase) $(field "$name" error)"
 }
 
-overmapped() { # overmapped NAME: until the VM's overmap has printed its outcome (bounded)
-  local deadline=$(( $(date +%s) + AGENT_TIMEOUT ))
-  while (( $(date +%s) < deadline )); do
-    grep -qh '^overmap: done' "$VMS/$1/stdout" "$VMS/$1/stderr" 2>/dev/null && return 0
-    kill -0 "${PID[$1]}" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
-stop() { # stop NAME: SIGTERM the agent as the kubelet would, then finish
-  kill -TERM "${PID[$1]}" 2>/dev/null
+stop() { # stop NAME: SIGTERM the agent (the JVM, not its `timeout` wrapper, which would SIGKILL it 60 s later
+  #   while the guest may still be powering off) as the kubelet would, then finish
+  local s java; s=$(now)
+  java=$(pgrep -P "${PID[$1]}" java | head -1)
+  kill -TERM "${java:-${PID[$1]}}" 2>/dev/null
   finish "$1"
+  timing "$1-stop" "$s" "$(now)"
 }
 
-run() { # run NAME ARGS...: an agent expected to end by itself (failure or --exit-after-map)
+run() { # run NAME ARGS...: an agent expected to end by itself (a refusal)
   local name=$1; shift
-  agent "$name" "$@"; finish "$name"
+  agent "$name" "$AGENT_TIMEOUT" "$@"; finish "$name"
 }
 
 t0=$(now)
-java -version > "$OUT/java-version" 2>&1; timing jvm-start "$t0" "$(now)"
+java $AGENT_JAVA_OPTS -version > "$OUT/java-version" 2>&1; timing jvm-start "$t0" "$(now)"
 
-# 1 per-user accounting, same UID: the second VM's pins exceed the shared counter -> ENOMEM; the first keeps its pins
-s=$(now)
-agent s1-a --host-uid 70001 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
-await s1-a Running Failed
-run s1-b --host-uid 70001 --memory $M --memlock $L --accounting per-user --device "$DEV_B"
-snapshot s1-a
-stop s1-a
-timing scenario-1 "$s" "$(now)"
+# 1 one VM with one assigned e1000e boots Linux (L2); its limit is exactly its need
+s1=$(now)
+agent s1-linux $(( L2_TIMEOUT + AGENT_TIMEOUT )) --host-uid 70001 --memory $M1 --memlock "$(need $M1)" \
+  --accounting per-user --device "$DEV_A" "${LINUX[@]}" --powerdown-timeout "$AGENT_TIMEOUT"
+await s1-linux Running Failed && snapshot s1-linux
 
-# 5 teardown: after s1-a's SIGTERM (device A) and s1-b's failure (device B) nothing stays pinned or bound: a new
-#   VM of the same UID binds both devices and maps M again, which per-user accounting would refuse (ENOMEM)
-#   if any of s1-a's pins were still charged to UID 70001
+# 2 the seed: a second VM forced under UID 70001 with a limit = its own need: the UID's counter already holds
+#   s1's pins, so its VMM's map fails (ENOMEM); s1 keeps running. Under its own UID the same VM runs.
 s=$(now)
-agent s5 --host-uid 70001 --memory $M --memlock $L --accounting per-user --device "$DEV_A" --device "$DEV_B"
-await s5 Running Failed
-snapshot s5
-stop s5
-timing scenario-5 "$s" "$(now)"
-
-# 2 per-user accounting, distinct UIDs: both map, each charged to its own UID
-s=$(now)
-agent s2-a --host-uid 70011 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
-agent s2-b --host-uid 70012 --memory $M --memlock $L --accounting per-user --device "$DEV_B"
-await s2-a Running Failed; await s2-b Running Failed
-snapshot s2-a; snapshot s2-b
-stop s2-a; stop s2-b
+run s2-same-uid --host-uid 70001 --memory $MT --memlock "$(need $MT)" --accounting per-user --device "$DEV_B" "${TINY[@]}"
+snapshot s1-linux after-s2
+agent s2-other-uid "$AGENT_TIMEOUT" --host-uid 70002 --memory $MT --memlock "$(need $MT)" --accounting per-user \
+  --device "$DEV_B" "${TINY[@]}"
+await s2-other-uid Running Failed && console_has s2-other-uid "$TINY_MARKER" "$AGENT_TIMEOUT"
+snapshot s2-other-uid
+snapshot s1-linux both-running
+stop s2-other-uid
 timing scenario-2 "$s" "$(now)"
 
-# 3 per-process accounting (RLIMIT_MODE=1), same UID: both map (2 x M > L under one UID). Each is bounded by its
-#   own limit: both VMs' VMMs (overmap, exec'd by the VM process) pin the memory twice more; under L (s3-a) the
-#   kernel refuses the pin that goes past L (ENOMEM), under 2 x M (s3-b) it pins both
+# 3 a limit below guest RAM: ENOMEM at QEMU's start-up
 s=$(now)
-agent s3-a --host-uid 70021 --memory $M --memlock $L --accounting per-process --device "$DEV_A" \
-  --vm-command "$OVERMAP"
-agent s3-b --host-uid 70021 --memory $M --memlock $L2 --accounting per-process --device "$DEV_B" \
-  --vm-command "$OVERMAP"
-await s3-a Running Failed; await s3-b Running Failed
-overmapped s3-a; overmapped s3-b
-snapshot s3-a; snapshot s3-b
-stop s3-a; stop s3-b
+run s3-below --host-uid 70003 --memory $MT --memlock $((16 * MI)) --accounting per-user --device "$DEV_B" "${TINY[@]}"
+# 3 (kernel) a limit of exactly guest RAM is below the VM's need (RAM + BIOS): the kernel refuses QEMU's map
+run s3-below-need --host-uid 70004 --memory $MT --memlock $MT --accounting per-user --device "$DEV_B" "${TINY[@]}"
 timing scenario-3 "$s" "$(now)"
 
-# 4 two devices on one IOAS pin guest memory once; the limit applied is the operator's (viommu: factor 2)
+# 5 a compromised VMM (per-user): pins its memory, READY, then tries to pin more from a forked child and from an
+#   exec'd image; each is refused (ENOMEM) because the UID's counter holds what was pinned first
 s=$(now)
-agent s4 --host-uid 70031 --memory "$S4_MEMORY" --memlock "$S4_MEMLOCK" --accounting per-process \
-  --device "$DEV_A" --device "$DEV_B"
-await s4 Running Failed
-snapshot s4
-stop s4
-timing scenario-4 "$s" "$(now)"
+agent s5-compromised "$AGENT_TIMEOUT" --host-uid 70005 --memory $M5 --memlock $L5 --accounting per-user \
+  --device "$DEV_B" --vm-command "$W/boot/compromised-vmm" "$M5" $((4 * MI))
+await s5-compromised Running Failed && snapshot s5-compromised ready
+kill -USR1 "$(field s5-compromised vmPid)"   # the agent has read its pins: now the attack
+output_has s5-compromised 'compromised-vmm: done'
+snapshot s5-compromised
+stop s5-compromised
+timing scenario-5 "$s" "$(now)"
 
-# 7 contrast to 3: per-user accounting bounds the VM as a whole, across the exec of its VMM. The VMM asks to pin
-#   M once more; with M already charged to the UID, M + M > L -> ENOMEM
+# 6 clear refusals: a device not bound to vfio-pci; no /dev/iommu (renamed away meanwhile, then restored; s1's
+#   agent opened its iommufd long ago)
 s=$(now)
-agent s7 --host-uid 70061 --memory $M --memlock $L --accounting per-user --device "$DEV_A" --vm-command "$OVERMAP" 1
-await s7 Running Failed
-overmapped s7
-snapshot s7
-stop s7
-timing scenario-7 "$s" "$(now)"
-
-# 6 clear errors: a device not bound to vfio-pci; no /dev/iommu (the node renamed away meanwhile, then restored;
-#   the unbound device is refused before /dev/iommu is looked at)
-s=$(now)
+run s6-unbound --host-uid 70061 --memory $MT --memlock "$(need $MT)" --device "$OTHER_DEVICE" "${TINY[@]}"
 mv /dev/iommu /dev/iommu.hidden
-agent s6-unbound --host-uid 70051 --memory $M --memlock $L --accounting per-user --device "$OTHER_DEVICE"
-agent s6-noiommu --host-uid 70052 --memory $M --memlock $L --accounting per-user --device "$DEV_A"
-finish s6-unbound; finish s6-noiommu
+run s6-noiommu --host-uid 70062 --memory $MT --memlock "$(need $MT)" --device "$DEV_B" "${TINY[@]}"
 mv /dev/iommu.hidden /dev/iommu
 timing scenario-6 "$s" "$(now)"
+
+# 1 (cont.) the L2 reaches its DHCP lease through the assigned NIC
+console_has s1-linux L2-BOOTED "$L2_TIMEOUT"
+console_has s1-linux L2-DONE "$L2_TIMEOUT"
+snapshot s1-linux lease
+timing scenario-1 "$s1" "$(now)"
+
+# 4 teardown: SIGTERM -> the guest powers off (QMP system_powerdown), pins released, QEMU gone; right after, a
+#   new VM of the same UID, limit = its own need, binds and maps the same device and boots
+s=$(now)
+stop s1-linux
+agent s4-next "$AGENT_TIMEOUT" --host-uid 70001 --memory $MT --memlock "$(need $MT)" --accounting per-user \
+  --device "$DEV_A" "${TINY[@]}"
+await s4-next Running Failed && console_has s4-next "$TINY_MARKER" "$AGENT_TIMEOUT"
+snapshot s4-next
+stop s4-next
+timing scenario-4 "$s" "$(now)"
 
 timing all "$t0" "$(now)"
 cp -r "$VMS"/. "$OUT/vms/"

@@ -12,8 +12,9 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * What the guest recorded about one node-agent run (see e2e/iommufd/scenarios.sh): the agent's own
- * report and exit, and the kernel's view of its VM process (/proc/PID/status and limits) while it ran.
+ * What the L1 guest recorded about one node-agent run (see e2e/iommufd/scenarios.sh): the agent's own report
+ * and exit, its VM's serial console, and the kernel's view of its VM process (the VMM: /proc/PID/status,
+ * limits, cmdline, user namespace) while it ran. Snapshots may carry a tag ({@code status.lease}).
  */
 final class GuestVm {
   private static final ObjectMapper JSON = new ObjectMapper();
@@ -37,15 +38,19 @@ final class GuestVm {
     return readReport("report.json");
   }
 
-  /** The report as it was when the kernel's view (status, limits) was recorded. */
+  /** The report as it was when the kernel's view was recorded (tag null: the first snapshot). */
+  NodeAgentReport runningReport(String tag) {
+    return readReport("running" + suffix(tag) + ".json");
+  }
+
   NodeAgentReport runningReport() {
-    return readReport("running.json");
+    return runningReport(null);
   }
 
   private NodeAgentReport readReport(String fileName) {
     Path file = dir.resolve(fileName);
     if (!Files.exists(file)) {
-      throw new AssertionError(name + ": no " + fileName + "; stderr: " + stderr());
+      throw new AssertionError(name + ": no " + fileName + "; " + describe());
     }
     try {
       return JSON.readValue(file.toFile(), NodeAgentReport.class);
@@ -72,30 +77,72 @@ final class GuestVm {
     return read("stdout") + read("stderr");
   }
 
-  /** A /proc/PID/status field of the VM process while it ran (VmPin, VmLck), in bytes. */
-  OptionalLong statusBytes(String field) {
+  /**
+   * The lines of the agent's output that contain {@code prefix}, from there on (the agent may tag its VM
+   * process's lines, {@code vm[PID]: }), in order (stdout first).
+   */
+  List<String> outputLines(String prefix) {
+    return output().lines().filter(l -> l.contains(prefix)).map(l -> l.substring(l.indexOf(prefix))).toList();
+  }
+
+  /** The VM's serial console as the agent wrote it (--console-log). */
+  String console() {
+    return read("console.log");
+  }
+
+  /** A /proc/PID/status field in kB (VmPin, VmLck), in bytes; tag null: the first snapshot. */
+  OptionalLong statusBytes(String field, String tag) {
     Pattern p = Pattern.compile("^" + field + ":\\s+(\\d+) kB", Pattern.MULTILINE);
-    Matcher m = p.matcher(read("status"));
+    Matcher m = p.matcher(read("status" + suffix(tag)));
     return m.find() ? OptionalLong.of(Long.parseLong(m.group(1)) * 1024) : OptionalLong.empty();
   }
 
-  /** The real UID of the VM process as the guest's initial namespace sees it. */
-  OptionalLong realUid() {
-    Matcher m = Pattern.compile("^Uid:\\s+(\\d+)", Pattern.MULTILINE).matcher(read("status"));
+  OptionalLong statusBytes(String field) {
+    return statusBytes(field, null);
+  }
+
+  /** A numeric /proc/PID/status field (NoNewPrivs, Seccomp) of the first snapshot. */
+  OptionalLong statusNumber(String field) {
+    Matcher m = Pattern.compile("^" + field + ":\\s+(\\d+)\\s*$", Pattern.MULTILINE).matcher(read("status"));
     return m.find() ? OptionalLong.of(Long.parseLong(m.group(1))) : OptionalLong.empty();
+  }
+
+  /** The four UIDs (real, effective, saved, fs) of the VM process as the initial namespace sees them. */
+  List<Long> uids(String tag) {
+    Matcher m = Pattern.compile("^Uid:\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)\\s+(\\d+)", Pattern.MULTILINE)
+        .matcher(read("status" + suffix(tag)));
+    if (!m.find()) {
+      return List.of();
+    }
+    return List.of(Long.parseLong(m.group(1)), Long.parseLong(m.group(2)), Long.parseLong(m.group(3)),
+        Long.parseLong(m.group(4)));
+  }
+
+  List<Long> uids() {
+    return uids(null);
   }
 
   /** RLIMIT_MEMLOCK of the VM process while it ran: {soft, hard} in bytes. */
   long[] memlockLimit() {
     Matcher m = MEMLOCK_LIMIT.matcher(read("limits"));
     if (!m.find()) {
-      throw new AssertionError(name + ": no memlock limit recorded for the VM process");
+      throw new AssertionError(name + ": no memlock limit recorded for the VM process; " + describe());
     }
     return new long[] {Long.parseLong(m.group(1)), Long.parseLong(m.group(2))};
   }
 
-  boolean snapshotTaken() {
-    return Files.exists(dir.resolve("status"));
+  /** The VM process's argv, one argument a line. */
+  List<String> cmdline() {
+    return GuestRun.linesOf(dir.resolve("cmdline"));
+  }
+
+  /** True if the VM process lived in a user namespace of its own (not the initial one). */
+  boolean ownUserNamespace() {
+    return GuestRun.linesOf(dir.resolve("userns")).contains("own");
+  }
+
+  boolean snapshotTaken(String tag) {
+    return Files.exists(dir.resolve("status" + suffix(tag)));
   }
 
   /** True when the VM process no longer existed once its agent had exited. */
@@ -104,8 +151,18 @@ final class GuestVm {
   }
 
   String describe() {
-    return name + " args=[" + read("args").trim() + "] exit=" + read("exit").trim() + " stderr=" + stderr()
-        + " report=" + read("report.json").trim();
+    String console = console();
+    return name + " args=" + read("args").lines().toList() + " exit=" + read("exit").trim()
+        + " stderr=" + tail(read("stderr"), 3000) + " report=" + read("report.json").trim()
+        + " console=" + tail(console, 1500);
+  }
+
+  private static String tail(String s, int max) {
+    return s.length() <= max ? s : "..." + s.substring(s.length() - max);
+  }
+
+  private static String suffix(String tag) {
+    return tag == null ? "" : "." + tag;
   }
 
   private String read(String file) {

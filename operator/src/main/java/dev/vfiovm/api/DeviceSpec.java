@@ -3,6 +3,7 @@ package dev.vfiovm.api;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Pattern;
 import io.fabric8.generator.annotation.Required;
+import io.fabric8.generator.annotation.Size;
 
 /** One VFIO device to assign to the VM. */
 public class DeviceSpec {
@@ -11,6 +12,7 @@ public class DeviceSpec {
 
   @Required
   @Pattern(PCI_ADDRESS_PATTERN)
+  @Size(max = 12)
   @JsonPropertyDescription(
       "PCI address of the device on the node, lower-case DDDD:BB:DD.F as under /sys/bus/pci/devices "
           + "(e.g. 0000:3b:00.0). The device must be bound to vfio-pci and have a VFIO cdev (/dev/vfio/devices/vfioN).")

@@ -44,6 +44,11 @@ public class VfioVmStatus {
   @JsonPropertyDescription("Namespace/name of the node pod that runs the VM's node agent.")
   private String podName;
 
+  @JsonPropertyDescription(
+      "Where to see the guest's serial console, set once the node pod is created: the command "
+          + "(kubectl logs -n <node-pod namespace> <pod> -c node-agent), or none when spec.console is None.")
+  private String console;
+
   @JsonPropertyDescription("Per-device state reported by the node agent.")
   private List<DeviceStatus> devices = new ArrayList<>();
 
@@ -124,6 +129,14 @@ public class VfioVmStatus {
 
   public void setPodName(String podName) {
     this.podName = podName;
+  }
+
+  public String getConsole() {
+    return console;
+  }
+
+  public void setConsole(String console) {
+    this.console = console;
   }
 
   public List<DeviceStatus> getDevices() {

@@ -1,8 +1,11 @@
 package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.Console;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.VfioVm;
+import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.ContainerBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
@@ -39,8 +42,53 @@ public final class NodePodShape {
   public static final String SELECTOR = LABEL_NAME + "=" + NAME + "," + LABEL_MANAGED_BY + "=" + MANAGED_BY;
   public static final String CONTAINER = "node-agent";
   public static final String REPORT_PATH = "/run/vfiovm/report.json";
-  /** The agent's own memory (JVM) on top of guest RAM in the pod's memory request/limit. */
-  public static final long AGENT_MEMORY_BYTES = 256L << 20;
+  /** Heap bound of the agent's JVM (env JAVA_TOOL_OPTIONS of the node-agent container). */
+  public static final String AGENT_JAVA_OPTIONS = "-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC";
+  /**
+   * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM bounded by
+   * {@link #AGENT_JAVA_OPTIONS} (heap <= 128 MiB, metaspace <= 128 MiB) plus code cache, thread stacks and the
+   * JVM's native memory. Measured with those options: the QEMU-supervising agent running a tiny guest (QMP,
+   * console relay, fabric8 report patches tried) VmRSS 118.5 MiB, VmHWM 125.4 MiB; the bounds allow at most
+   * ~256 MiB + ~64 MiB native.
+   */
+  public static final long AGENT_MEMORY_BYTES = 320L << 20;
+  /**
+   * QEMU's own memory beyond guest RAM (the pod's cgroup charges both). Measured with QEMU 10.0.2
+   * (bookworm-backports) under TCG as VmRSS minus guest RAM, all of guest RAM touched by {@code -mem-prealloc},
+   * after 90 s:
+   * {@code qemu-system-x86_64 -L .../usr/share/qemu -L /usr/share/seabios -accel tcg -M q35 -m 256M -mem-prealloc
+   * -smp N -nodefaults -no-user-config -display none -serial file:LOG [-kernel bzImage -append console=ttyS0]}:
+   * firmware only (SeaBIOS, nothing to boot) 40.5 MiB with 1 vCPU, 42.5 MiB with 2; a Linux 6.12 guest (9.4 MiB
+   * bzImage) booting to its root mount 88.7 MiB with 1 vCPU, 93.8 MiB with 2 (TCG's translation cache grows with
+   * the guest code run). QEMU also keeps kernel and initrd in its own memory for the firmware (fw_cfg), so an
+   * initrd adds its size (with a 32 MiB initrd: 121.3 MiB, +32.5). 256 MiB covers a booted guest with a
+   * ~100 MiB initrd and a few vCPUs more; under KVM there is no translation cache.
+   */
+  public static final long VMM_OVERHEAD_BYTES = 256L << 20;
+  /** Memory request = limit of each init container (a static busybox copying files: page cache, reclaimable). */
+  public static final long INIT_MEMORY_BYTES = 64L << 20;
+
+  /** Where the boot files are in the node-agent container (read-only). */
+  public static final String BOOT_DIR = "/vm/boot";
+  /**
+   * Fixed names of the boot files in {@link #BOOT_DIR}, whatever their names in the image (no collisions, nothing
+   * of the tenant's in a path). A qcow2 disk keeps its suffix: the agent names the disk format by it (never
+   * probes, so a raw image cannot pose as qcow2 with a backing file).
+   */
+  public static final String KERNEL_FILE = "kernel";
+  public static final String INITRD_FILE = "initrd";
+  public static final String DISK_FILE = "disk";
+  public static final String QCOW2_DISK_FILE = "disk.qcow2";
+  public static final String BOOT_VOLUME = "boot";
+  /** The static copy tool the node image carries, and where the first init container puts it. */
+  public static final String BUSYBOX_IN_NODE_IMAGE = "/usr/local/bin/vfiovm-busybox";
+  public static final String TOOLS_VOLUME = "vfiovm-tools";
+  public static final String TOOLS_DIR = "/vfiovm-tools";
+  public static final String BUSYBOX = TOOLS_DIR + "/vfiovm-busybox";
+  public static final String TOOLS_CONTAINER = "vfiovm-tools";
+  /** The API credentials, given to the node-agent container only (the pod does not automount them). */
+  public static final String SERVICE_ACCOUNT_VOLUME = "kube-api-access";
+  public static final String SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
   private NodePodShape() {}
 
@@ -61,33 +109,144 @@ public final class NodePodShape {
 
   /** Command-line arguments of the node agent (the node-agent CLI contract). */
   public static List<String> args(VfioVm vm, long hostUid, SpecValidation.Plan plan) {
-    List<String> args = new ArrayList<>(List.of(
-        "node-agent",
-        "--vm", vmKey(vm),
-        "--host-uid", Long.toString(hostUid),
-        "--memory", Long.toString(plan.memoryBytes()),
-        "--memlock", Long.toString(plan.memlockLimitBytes())));
-    for (String device : plan.devices()) {
-      args.add("--device");
-      args.add(device);
+    return args(vm, hostUid, plan, true);
+  }
+
+  private static List<String> args(VfioVm vm, long hostUid, SpecValidation.Plan plan, boolean whole) {
+    List<String> args = new ArrayList<>();
+    if (whole) {
+      args.addAll(List.of(
+          "node-agent",
+          "--vm", vmKey(vm),
+          "--host-uid", Long.toString(hostUid),
+          "--memory", Long.toString(plan.memoryBytes()),
+          "--memlock", Long.toString(plan.memlockLimitBytes())));
+      for (String device : plan.devices()) {
+        args.add("--device");
+        args.add(device);
+      }
+      args.add("--accounting");
+      args.add(vm.getSpec().getAccounting() == Accounting.PerUser ? "per-user" : "per-process");
+      args.add("--dma-backend");
+      args.add(switch (vm.getSpec().getDmaBackend()) {
+        case Iommufd -> "iommufd";
+        case IoUring -> "io-uring";
+        case Auto -> "auto";
+      });
     }
-    args.add("--accounting");
-    args.add(vm.getSpec().getAccounting() == Accounting.PerUser ? "per-user" : "per-process");
-    args.add("--dma-backend");
-    args.add(switch (vm.getSpec().getDmaBackend()) {
-      case Iommufd -> "iommufd";
-      case IoUring -> "io-uring";
-      case Auto -> "auto";
-    });
-    args.add("--report");
-    args.add(REPORT_PATH);
-    args.add("--report-pod");
-    args.add("$(POD_NAMESPACE)/$(POD_NAME)");
-    if (!vm.getSpec().getVmCommand().isEmpty()) {
-      args.add("--vm-command");
-      args.addAll(vm.getSpec().getVmCommand());
+    args.add("--cpus");
+    args.add(Integer.toString(plan.cpus()));
+    SpecValidation.Boot boot = plan.boot();
+    if (boot != null) {
+      if (boot.kernel() != null) {
+        args.add("--kernel");
+        args.add(BOOT_DIR + "/" + KERNEL_FILE);
+      }
+      if (boot.initrd() != null) {
+        args.add("--initrd");
+        args.add(BOOT_DIR + "/" + INITRD_FILE);
+      }
+      if (boot.cmdline() != null) {
+        args.add("--cmdline");
+        args.add(literal(boot.cmdline()));
+      }
+      if (boot.disk() != null) {
+        args.add("--disk");
+        args.add(BOOT_DIR + "/" + diskFile(boot.disk()));
+      }
+    }
+    if (plan.console() == Console.None) {
+      args.add("--console");
+      args.add("none");
+    }
+    if (whole) {
+      args.add("--report");
+      args.add(REPORT_PATH);
+      args.add("--report-pod");
+      args.add("$(POD_NAMESPACE)/$(POD_NAME)");
     }
     return args;
+  }
+
+  private static final List<String> VM_FLAGS = List.of("--cpus", "--kernel", "--initrd", "--cmdline", "--disk", "--console");
+
+  /** The arguments that say what the VM is (vCPUs, boot, console), as {@link #args} emits them. */
+  public static List<String> vmArgs(SpecValidation.Plan plan) {
+    return args(null, 0, plan, false);
+  }
+
+  /** The same arguments of an existing node pod (a pod without --cpus ran one vCPU). */
+  public static List<String> vmArgsOf(Pod pod) {
+    List<String> args = pod == null || pod.getSpec() == null ? List.of()
+        : pod.getSpec().getContainers().stream().filter(c -> CONTAINER.equals(c.getName()))
+            .findFirst().map(Container::getArgs).orElse(List.of());
+    List<String> vm = new ArrayList<>(vmArgsIn(args));
+    if (!vm.contains("--cpus")) {
+      vm.addAll(0, List.of("--cpus", "1"));
+    }
+    return vm;
+  }
+
+  private static List<String> vmArgsIn(List<String> args) {
+    List<String> vm = new ArrayList<>();
+    for (int i = 0; i + 1 < args.size(); i++) {
+      if (VM_FLAGS.contains(args.get(i))) {
+        vm.add(args.get(i));
+        vm.add(args.get(++i));
+      }
+    }
+    return vm;
+  }
+
+  /** Text the kubelet passes as written: $(VAR) in args is expanded, $$ stands for $. */
+  static String literal(String text) {
+    return text.replace("$", "$$");
+  }
+
+  /** The boot files to copy out of the containerDisk image: path in the image -> name in {@link #BOOT_DIR}. */
+  public static Map<String, String> bootFiles(SpecValidation.Boot boot) {
+    Map<String, String> files = new LinkedHashMap<>();
+    if (boot != null) {
+      if (boot.kernel() != null) {
+        files.put(boot.kernel(), KERNEL_FILE);
+      }
+      if (boot.initrd() != null) {
+        files.put(boot.initrd(), INITRD_FILE);
+      }
+      if (boot.disk() != null) {
+        files.put(boot.disk(), diskFile(boot.disk()));
+      }
+    }
+    return files;
+  }
+
+  static String diskFile(String diskPath) {
+    return diskPath.toLowerCase(Locale.ROOT).endsWith(".qcow2") ? QCOW2_DISK_FILE : DISK_FILE;
+  }
+
+  /** Where to see the VM's console, for status.console. */
+  public static String console(String podNamespace, String podName, Console console) {
+    return console == Console.None ? "none"
+        : "kubectl logs -n " + podNamespace + " " + podName + " -c " + CONTAINER;
+  }
+
+  /** Where to see the console of the VM whose node pod is podKey (NS/NAME). */
+  public static String console(String podKey, Console console) {
+    int slash = podKey.indexOf('/');
+    return console(podKey.substring(0, slash), podKey.substring(slash + 1), console);
+  }
+
+  /** The console a node pod gives its VM, as its node-agent arguments say. */
+  public static Console consoleOf(Pod pod) {
+    List<String> args = pod == null || pod.getSpec() == null ? List.of()
+        : pod.getSpec().getContainers().stream().filter(c -> CONTAINER.equals(c.getName()))
+            .findFirst().map(Container::getArgs).orElse(List.of());
+    for (int i = 0; i + 1 < args.size(); i++) {
+      if ("--console".equals(args.get(i)) && "none".equals(args.get(i + 1))) {
+        return Console.None;
+      }
+    }
+    return Console.Serial;
   }
 
   public static Map<String, String> labels(VfioVm vm, long hostUid) {
@@ -102,7 +261,7 @@ public final class NodePodShape {
 
   public static Pod build(
       VfioVm vm, long hostUid, String node, SpecValidation.Plan plan, OperatorSettings settings) {
-    Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + AGENT_MEMORY_BYTES));
+    Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + VMM_OVERHEAD_BYTES + AGENT_MEMORY_BYTES));
     List<Volume> volumes = new ArrayList<>();
     List<VolumeMount> mounts = new ArrayList<>();
     // IoUring pins no device: it needs no host path. Iommufd insists on the devices (the pod does not start
@@ -114,6 +273,39 @@ public final class NodePodShape {
       hostPath(volumes, mounts, "dev-vfio", "/dev/vfio", strict ? "Directory" : "");
       hostPath(volumes, mounts, "sys-bus-pci", "/sys/bus/pci", strict ? "Directory" : "");
     }
+    List<Container> initContainers = new ArrayList<>();
+    SpecValidation.Boot boot = plan.boot();
+    if (boot != null) {
+      // KubeVirt's containerDisk trick: the tenant's image never runs with privileges or credentials. The
+      // trusted node image puts a static copy tool into an emptyDir, then the tenant's image runs only that
+      // tool, once per file, as the VM's host UID with nothing else, into the emptyDir the agent reads.
+      volumes.add(new VolumeBuilder().withName(TOOLS_VOLUME).withNewEmptyDir().endEmptyDir().build());
+      volumes.add(new VolumeBuilder().withName(BOOT_VOLUME).withNewEmptyDir().endEmptyDir().build());
+      Container tools = restricted(TOOLS_CONTAINER, settings.nodePodImage(), hostUid,
+          List.of(BUSYBOX_IN_NODE_IMAGE, "cp", BUSYBOX_IN_NODE_IMAGE, BUSYBOX),
+          List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).build()));
+      tools.setImagePullPolicy("IfNotPresent"); // as the node-agent container, the same image
+      initContainers.add(tools);
+      for (Map.Entry<String, String> file : bootFiles(boot).entrySet()) {
+        String role = file.getValue().startsWith(DISK_FILE) ? DISK_FILE : file.getValue();
+        initContainers.add(restricted("boot-" + role, boot.image(), hostUid,
+            List.of(BUSYBOX, "cp", "-L", file.getKey(), BOOT_DIR + "/" + file.getValue()),
+            List.of(new VolumeMountBuilder().withName(TOOLS_VOLUME).withMountPath(TOOLS_DIR).withReadOnly(true).build(),
+                new VolumeMountBuilder().withName(BOOT_VOLUME).withMountPath(BOOT_DIR).build())));
+      }
+      mounts.add(new VolumeMountBuilder().withName(BOOT_VOLUME).withMountPath(BOOT_DIR).withReadOnly(true).build());
+    }
+    // what the service-account admission plugin would mount, but for the agent alone
+    volumes.add(new VolumeBuilder().withName(SERVICE_ACCOUNT_VOLUME).withNewProjected().withDefaultMode(0644)
+        .addNewSource().withNewServiceAccountToken().withPath("token").withExpirationSeconds(3607L)
+        .endServiceAccountToken().endSource()
+        .addNewSource().withNewConfigMap().withName("kube-root-ca.crt")
+        .addNewItem().withKey("ca.crt").withPath("ca.crt").endItem().endConfigMap().endSource()
+        .addNewSource().withNewDownwardAPI().addNewItem().withPath("namespace").withNewFieldRef()
+        .withApiVersion("v1").withFieldPath("metadata.namespace").endFieldRef().endItem().endDownwardAPI().endSource()
+        .endProjected().build());
+    mounts.add(new VolumeMountBuilder().withName(SERVICE_ACCOUNT_VOLUME).withMountPath(SERVICE_ACCOUNT_DIR)
+        .withReadOnly(true).build());
     return new PodBuilder()
         .withNewMetadata()
         .withName(podName(vm.getMetadata().getNamespace(), vm.getMetadata().getName()))
@@ -125,7 +317,9 @@ public final class NodePodShape {
         .withNodeName(node)
         .withRestartPolicy("Never")
         .withServiceAccountName(settings.nodePodServiceAccount())
+        .withAutomountServiceAccountToken(false)
         .withTerminationGracePeriodSeconds(30L)
+        .withInitContainers(initContainers)
         .addNewContainer()
         .withName(CONTAINER)
         .withImage(settings.nodePodImage())
@@ -135,6 +329,7 @@ public final class NodePodShape {
         .withFieldPath("metadata.name").endFieldRef().endValueFrom().endEnv()
         .addNewEnv().withName("POD_NAMESPACE").withNewValueFrom().withNewFieldRef()
         .withFieldPath("metadata.namespace").endFieldRef().endValueFrom().endEnv()
+        .addNewEnv().withName("JAVA_TOOL_OPTIONS").withValue(AGENT_JAVA_OPTIONS).endEnv()
         .withNewSecurityContext().withPrivileged(true).endSecurityContext()
         .withNewResources()
         .withRequests(Map.of("memory", memory))
@@ -146,6 +341,29 @@ public final class NodePodShape {
         .endContainer()
         .withVolumes(volumes)
         .endSpec()
+        .build();
+  }
+
+  /** An init container with nothing: non-root (the VM's UID), no capabilities, no escalation, read-only root. */
+  private static Container restricted(String name, String image, long uid, List<String> command,
+      List<VolumeMount> mounts) {
+    Quantity memory = new Quantity(Long.toString(INIT_MEMORY_BYTES));
+    return new ContainerBuilder()
+        .withName(name)
+        .withImage(image)
+        .withCommand(command)
+        .withNewSecurityContext()
+        .withRunAsUser(uid).withRunAsGroup(uid).withRunAsNonRoot(true)
+        .withAllowPrivilegeEscalation(false).withPrivileged(false).withReadOnlyRootFilesystem(true)
+        .withNewCapabilities().withDrop("ALL").endCapabilities()
+        .withNewSeccompProfile().withType("RuntimeDefault").endSeccompProfile()
+        .endSecurityContext()
+        .withNewResources()
+        .withRequests(Map.of("memory", memory))
+        .withLimits(Map.of("memory", memory))
+        .endResources()
+        .withTerminationMessagePolicy("FallbackToLogsOnError")
+        .withVolumeMounts(mounts)
         .build();
   }
 

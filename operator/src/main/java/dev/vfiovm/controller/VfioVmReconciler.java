@@ -178,6 +178,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     }
     VfioVmStatus status = VmStatuses.fromPod(vm, entry, podKey, pod, now);
     String drift = drift(vm, entry, validation);
+    if (drift == null && validation.valid()
+        && !NodePodShape.vmArgs(validation.plan()).equals(NodePodShape.vmArgsOf(pod))) {
+      drift = "spec changes after the node pod started (cpus, boot or console) are not applied to the running VM; "
+          + "delete and re-create the VfioVm";
+    }
     if (drift != null) {
       status.setMessage(drift + "; " + status.getMessage());
     }
@@ -203,7 +208,10 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     // the memory the held limit was computed from (limit = factor x memory + overhead)
     int factor = MemlockPolicy.factor(vm.getSpec() != null && vm.getSpec().isViommu(), entry.devices().size());
     long memory = Math.max(SpecValidation.PAGE_SIZE, (entry.memlockLimitBytes() - settings.memlockOverheadBytes()) / factor);
-    return new SpecValidation.Plan(memory, entry.memlockLimitBytes(), entry.devices());
+    // what to boot comes from the spec while it is valid; an invalid edit boots nothing (firmware only)
+    SpecValidation.Plan base = validation.valid() ? validation.plan()
+        : new SpecValidation.Plan(memory, entry.memlockLimitBytes(), entry.devices());
+    return base.withResources(memory, entry.memlockLimitBytes(), entry.devices());
   }
 
   /**

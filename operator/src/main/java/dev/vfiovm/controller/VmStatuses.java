@@ -80,6 +80,9 @@ public final class VmStatuses {
   /** UID and node decided; the node pod does not exist yet or the agent has not reported. */
   public static VfioVmStatus placed(VfioVm vm, Ledger.Entry entry, String podKey, Pod pod, Instant now) {
     VfioVmStatus s = base(vm, entry, podKey, null);
+    if (pod != null) {
+      s.setConsole(NodePodShape.console(podKey, NodePodShape.consoleOf(pod)));
+    }
     s.setPhase(Phase.Placed);
     String podPhase = pod == null || pod.getStatus() == null ? null : pod.getStatus().getPhase();
     String waiting = pod == null
@@ -128,6 +131,12 @@ public final class VmStatuses {
 
   /** The node pod exists: its agent's report (annotation, else termination message) drives the status. */
   public static VfioVmStatus fromPod(VfioVm vm, Ledger.Entry entry, String podKey, Pod pod, Instant now) {
+    VfioVmStatus s = fromPodReport(vm, entry, podKey, pod, now);
+    s.setConsole(NodePodShape.console(podKey, NodePodShape.consoleOf(pod)));
+    return s;
+  }
+
+  private static VfioVmStatus fromPodReport(VfioVm vm, Ledger.Entry entry, String podKey, Pod pod, Instant now) {
     Optional<ContainerStateTerminated> terminated = terminated(pod);
     NodeAgentReport report = terminated
         .map(t -> parse(t.getMessage()))
@@ -221,9 +230,11 @@ public final class VmStatuses {
   /** The kubelet refused the pod before the agent ran (e.g. OutOfmemory, NodeAffinity). */
   private static VfioVmStatus podRejected(VfioVm vm, Ledger.Entry entry, String podKey, Pod pod, Instant now) {
     VfioVmStatus s = base(vm, entry, podKey, null);
-    String reason = reason(pod.getStatus().getReason(), "PodFailed");
+    Optional<String> init = failedInit(pod);
+    String reason = reason(pod.getStatus().getReason(), init.isPresent() ? "InitContainerFailed" : "PodFailed");
     String message = "node pod " + podKey + " failed before the node agent ran: "
-        + (pod.getStatus().getMessage() != null ? pod.getStatus().getMessage() : reason)
+        + (pod.getStatus().getMessage() != null ? pod.getStatus().getMessage()
+            : init.isPresent() ? init.get() : reason)
         + "; fix the node, then delete the pod to retry or re-create the VfioVm";
     s.setPhase(Phase.Failed);
     s.setMessage(message);
@@ -234,15 +245,42 @@ public final class VmStatuses {
     return s;
   }
 
+  /** Why a container waits (init containers first: e.g. ErrImagePull of the boot image). */
   private static Optional<String> containerWaiting(Pod pod) {
-    if (pod.getStatus() == null || pod.getStatus().getContainerStatuses() == null) {
+    if (pod.getStatus() == null) {
       return Optional.empty();
     }
-    return pod.getStatus().getContainerStatuses().stream()
-        .map(ContainerStatus::getState)
-        .filter(state -> state != null && state.getWaiting() != null && state.getWaiting().getReason() != null)
-        .map(state -> state.getWaiting().getReason()
-            + (state.getWaiting().getMessage() == null ? "" : ": " + state.getWaiting().getMessage()))
+    List<ContainerStatus> statuses = new ArrayList<>();
+    if (pod.getStatus().getInitContainerStatuses() != null) {
+      statuses.addAll(pod.getStatus().getInitContainerStatuses());
+    }
+    int inits = statuses.size();
+    if (pod.getStatus().getContainerStatuses() != null) {
+      statuses.addAll(pod.getStatus().getContainerStatuses());
+    }
+    List<String> waiting = new ArrayList<>();
+    for (int i = 0; i < statuses.size(); i++) {
+      ContainerStatus cs = statuses.get(i);
+      if (cs.getState() != null && cs.getState().getWaiting() != null && cs.getState().getWaiting().getReason() != null
+          && !"PodInitializing".equals(cs.getState().getWaiting().getReason())) {
+        waiting.add((i < inits ? "init container " + cs.getName() + ": " : "") + cs.getState().getWaiting().getReason()
+            + (cs.getState().getWaiting().getMessage() == null ? "" : ": " + cs.getState().getWaiting().getMessage()));
+      }
+    }
+    return waiting.stream().findFirst();
+  }
+
+  /** An init container that failed (e.g. a boot file missing from the boot image), with its last words. */
+  private static Optional<String> failedInit(Pod pod) {
+    if (pod.getStatus() == null || pod.getStatus().getInitContainerStatuses() == null) {
+      return Optional.empty();
+    }
+    return pod.getStatus().getInitContainerStatuses().stream()
+        .filter(cs -> cs.getState() != null && cs.getState().getTerminated() != null
+            && !Integer.valueOf(0).equals(cs.getState().getTerminated().getExitCode()))
+        .map(cs -> "init container " + cs.getName() + " exited with code " + cs.getState().getTerminated().getExitCode()
+            + (cs.getState().getTerminated().getMessage() == null ? ""
+                : ": " + cs.getState().getTerminated().getMessage().strip()))
         .findFirst();
   }
 
@@ -294,6 +332,7 @@ public final class VmStatuses {
     }
     s.setPodName(podKey);
     if (previous != null) {
+      s.setConsole(previous.getConsole());
       s.setPinnedBytes(previous.getPinnedBytes());
       s.setAccounting(previous.getAccounting());
       s.setDmaBackend(previous.getDmaBackend());

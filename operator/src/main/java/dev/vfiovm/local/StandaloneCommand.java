@@ -1,5 +1,6 @@
 package dev.vfiovm.local;
 
+import dev.vfiovm.api.CrdInstaller;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
 import io.fabric8.kubernetes.api.model.HasMetadata;
@@ -7,9 +8,11 @@ import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubeapitest.KubeAPIServer;
 import io.fabric8.kubeapitest.KubeAPIServerConfigBuilder;
 import java.io.IOException;
@@ -62,6 +65,12 @@ public final class StandaloneCommand implements Callable<Integer> {
       + "sized for a host whose memlock hard limit is small (a few MiB).")
   Path examples;
 
+  @Option(names = "--image-dir", paramLabel = "REF=DIR",
+      description = "Repeatable. There is no container runtime here: the image REF (e.g. a VfioVm's "
+          + "spec.boot.containerDisk.image) is the directory DIR, standing for its root filesystem; boot files "
+          + "are copied from there. A VM whose image has no directory fails with ErrImagePull.")
+  List<String> imageDirOptions = new ArrayList<>();
+
   @Option(names = "--memlock-overhead", defaultValue = "1Mi",
       description = "Operator setting memlock overhead for this run (default ${DEFAULT-VALUE}: fits hosts "
           + "without CAP_SYS_RESOURCE, whose hard limit the node agent cannot raise).")
@@ -84,6 +93,13 @@ public final class StandaloneCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    Map<String, Path> images;
+    try {
+      images = imageDirs();
+    } catch (IllegalArgumentException e) {
+      System.err.println("standalone: " + e.getMessage());
+      return 2;
+    }
     Files.createDirectories(workDir);
     Path kubeconfig = workDir.resolve("kubeconfig");
     KubeAPIServer apiServer = new KubeAPIServer(KubeAPIServerConfigBuilder.anAPIServerConfig()
@@ -104,7 +120,7 @@ public final class StandaloneCommand implements Callable<Integer> {
           .endMetadata().build()).serverSideApply();
       operator = startOperator(kubeconfig);
       try (LocalPodRunner kubelet = new LocalPodRunner(client, node, javaCommand(), workDir.resolve("pods"),
-          Map.of("KUBECONFIG", kubeconfig.toString()))) {
+          Map.of("KUBECONFIG", kubeconfig.toString()), images)) {
         kubelet.start();
         List<HasMetadata> vms = applyExamples(client);
         System.out.printf("%nkubectl: export KUBECONFIG=%s; %s get vvm -A%n%n", kubeconfig,
@@ -122,6 +138,15 @@ public final class StandaloneCommand implements Callable<Integer> {
       }
       apiServer.stop();
     }
+  }
+
+  Map<String, Path> imageDirs() {
+    Map<String, Path> dirs = new LinkedHashMap<>();
+    for (String option : imageDirOptions) {
+      Map.Entry<String, Path> entry = LocalPodRunner.imageDir(option);
+      dirs.put(entry.getKey(), entry.getValue());
+    }
+    return dirs;
   }
 
   private java.util.Optional<Path> kubectl() {
@@ -156,11 +181,8 @@ public final class StandaloneCommand implements Callable<Integer> {
 
   private void installCrd(KubernetesClient client) throws IOException {
     try (InputStream crd = VfioVm.class.getResourceAsStream("/META-INF/fabric8/vfiovms.vfiovm.dev-v1.yml")) {
-      client.load(crd).serverSideApply();
+      CrdInstaller.install(client, Serialization.unmarshal(crd, CustomResourceDefinition.class), "vfiovm-standalone");
     }
-    client.apiextensions().v1().customResourceDefinitions().withName("vfiovms.vfiovm.dev")
-        .waitUntilCondition(c -> c.getStatus() != null && c.getStatus().getConditions().stream()
-            .anyMatch(s -> "Established".equals(s.getType()) && "True".equals(s.getStatus())), 60, TimeUnit.SECONDS);
   }
 
   /** This jar's own java command: node pods' and the operator's entry point. */

@@ -107,10 +107,11 @@ public final class QemuCommandLine {
         a.addAll(List.of("-append", boot.cmdline()));
       }
     } else if (boot.disk() != null) {
-      // the format is named, never probed: a raw image could otherwise pose as qcow2 with a backing file
+      // the format is named, never probed: a raw image could otherwise pose as qcow2 with a backing file;
+      // snapshot=on: the delivered image stays read-only, the guest's writes go to a throwaway overlay
       String format = boot.disk().toLowerCase(Locale.ROOT).endsWith(".qcow2") ? "qcow2" : "raw";
       a.addAll(List.of(
-          "-drive", "file=" + boot.disk().replace(",", ",,") + ",if=none,id=disk0,format=" + format,
+          "-drive", "file=" + boot.disk().replace(",", ",,") + ",if=none,id=disk0,format=" + format + ",snapshot=on",
           "-device", "virtio-blk-pci,drive=disk0,bootindex=1"));
     }
     return a;

@@ -3,6 +3,9 @@ package dev.vfiovm.controller;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.BootSpec;
+import dev.vfiovm.api.Console;
+import dev.vfiovm.api.ContainerDiskSource;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.VfioVm;
 import io.fabric8.kubernetes.api.model.Container;
@@ -32,14 +35,12 @@ class NodePodShapeTest {
     VfioVm vm = vm("0000:3b:00.0", "0000:3b:00.1");
     vm.getSpec().setAccounting(Accounting.PerUser);
     vm.getSpec().setDmaBackend(DmaBackend.IoUring);
-    vm.getSpec().setVmCommand(List.of("/usr/bin/qemu", "-m", "4G"));
     assertThat(pod(vm).getSpec().getContainers().get(0).getArgs()).containsExactly(
         "node-agent", "--vm", "team-a/db", "--host-uid", "1879048193",
         "--memory", Long.toString(4 * GI), "--memlock", Long.toString(5 * GI),
         "--device", "0000:3b:00.0", "--device", "0000:3b:00.1",
-        "--accounting", "per-user", "--dma-backend", "io-uring",
-        "--report", "/run/vfiovm/report.json", "--report-pod", "$(POD_NAMESPACE)/$(POD_NAME)",
-        "--vm-command", "/usr/bin/qemu", "-m", "4G");
+        "--accounting", "per-user", "--dma-backend", "io-uring", "--cpus", "1",
+        "--report", "/run/vfiovm/report.json", "--report-pod", "$(POD_NAMESPACE)/$(POD_NAME)");
   }
 
   @Test
@@ -61,29 +62,175 @@ class NodePodShapeTest {
     Container c = pod.getSpec().getContainers().get(0);
     assertThat(c.getImage()).isEqualTo("example/vfiovm:1");
     assertThat(c.getSecurityContext().getPrivileged()).isTrue();
-    Quantity memory = new Quantity(Long.toString(4 * GI + NodePodShape.AGENT_MEMORY_BYTES));
+    Quantity memory = new Quantity(Long.toString(4 * GI + NodePodShape.VMM_OVERHEAD_BYTES
+        + NodePodShape.AGENT_MEMORY_BYTES));
     assertThat(c.getResources().getRequests()).containsEntry("memory", memory);
     assertThat(c.getResources().getLimits()).containsEntry("memory", memory);
     assertThat(c.getTerminationMessagePath()).isEqualTo("/run/vfiovm/report.json");
     assertThat(c.getTerminationMessagePolicy()).isEqualTo("File");
-    assertThat(c.getEnv()).extracting(e -> e.getName() + "=" + e.getValueFrom().getFieldRef().getFieldPath())
-        .containsExactly("POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace");
+    assertThat(c.getEnv()).extracting(e -> e.getName() + "=" + (e.getValue() != null ? e.getValue()
+            : e.getValueFrom().getFieldRef().getFieldPath()))
+        .containsExactly("POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace",
+            "JAVA_TOOL_OPTIONS=-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC");
+    assertThat(pod.getSpec().getInitContainers()).isEmpty(); // nothing to boot: firmware only
   }
 
   @Test
   void hostDevicesAreMountedByBackend() {
     VfioVm auto = vm("0000:3b:00.0");
-    assertThat(pod(auto).getSpec().getVolumes()).extracting(v -> v.getHostPath().getPath() + ":" + v.getHostPath().getType())
+    assertThat(hostPaths(pod(auto))).extracting(v -> v.getHostPath().getPath() + ":" + v.getHostPath().getType())
         .containsExactly("/dev/iommu:", "/dev/vfio:", "/sys/bus/pci:");
     assertThat(pod(auto).getSpec().getContainers().get(0).getVolumeMounts()).extracting(m -> m.getMountPath())
-        .containsExactly("/dev/iommu", "/dev/vfio", "/sys/bus/pci");
+        .containsExactly("/dev/iommu", "/dev/vfio", "/sys/bus/pci", SA_DIR);
     VfioVm iommufd = vm("0000:3b:00.0");
     iommufd.getSpec().setDmaBackend(DmaBackend.Iommufd);
-    assertThat(pod(iommufd).getSpec().getVolumes()).extracting(Volume::getHostPath).extracting(h -> h.getType())
+    assertThat(hostPaths(pod(iommufd))).extracting(Volume::getHostPath).extracting(h -> h.getType())
         .containsExactly("CharDevice", "Directory", "Directory");
     VfioVm ioUring = vm();
     ioUring.getSpec().setDmaBackend(DmaBackend.IoUring);
-    assertThat(pod(ioUring).getSpec().getVolumes()).isEmpty();
+    assertThat(hostPaths(pod(ioUring))).isEmpty();
+  }
+
+  static final String SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+  static List<Volume> hostPaths(Pod pod) {
+    return pod.getSpec().getVolumes().stream().filter(v -> v.getHostPath() != null).toList();
+  }
+
+  static VfioVm booting(String kernel, String initrd, String cmdline, String disk) {
+    VfioVm vm = vm();
+    vm.getSpec().setDmaBackend(DmaBackend.IoUring);
+    BootSpec boot = new BootSpec();
+    boot.setContainerDisk(new ContainerDiskSource("tenant.example/guest:1"));
+    boot.setKernel(kernel);
+    boot.setInitrd(initrd);
+    boot.setCmdline(cmdline);
+    boot.setDisk(disk);
+    vm.getSpec().setBoot(boot);
+    return vm;
+  }
+
+  static List<String> agentArgs(Pod pod) {
+    return pod.getSpec().getContainers().get(0).getArgs();
+  }
+
+  @Test
+  void aKernelBootPassesCpusFixedBootFileNamesAndTheCmdlineLiterally() {
+    VfioVm vm = booting("/boot/vmlinuz", "/boot/initrd.img", "console=ttyS0 x=$(POD_NAME)", null);
+    vm.getSpec().setCpus(4);
+    List<String> args = agentArgs(pod(vm));
+    assertThat(args).containsSequence("--dma-backend", "io-uring", "--cpus", "4",
+        "--kernel", "/vm/boot/kernel", "--initrd", "/vm/boot/initrd", "--cmdline", "console=ttyS0 x=$$(POD_NAME)",
+        "--report");
+    assertThat(args).doesNotContain("--disk", "--console", "--vm-command");
+    // the kubelet turns $$ back into $ (LocalPodRunnerTest checks the same expansion): the guest gets the text
+  }
+
+  @Test
+  void aDiskBootAndNoConsole() {
+    VfioVm vm = booting(null, null, null, "/disk/guest.img");
+    vm.getSpec().setConsole(Console.None);
+    Pod pod = pod(vm);
+    assertThat(agentArgs(pod)).containsSequence("--cpus", "1", "--disk", "/vm/boot/disk", "--console", "none",
+        "--report").doesNotContain("--kernel", "--initrd", "--cmdline");
+    assertThat(pod.getSpec().getInitContainers()).extracting(Container::getName).containsExactly("vfiovm-tools", "boot-disk");
+    assertThat(pod.getSpec().getInitContainers().get(1).getCommand()).endsWith("/disk/guest.img", "/vm/boot/disk");
+    // the agent names the format by the suffix: a qcow2 keeps it
+    Pod qcow2 = pod(booting(null, null, null, "/disk/Guest.QCOW2"));
+    assertThat(agentArgs(qcow2)).containsSequence("--disk", "/vm/boot/disk.qcow2");
+    assertThat(qcow2.getSpec().getInitContainers().get(1).getCommand()).endsWith("/disk/Guest.QCOW2", "/vm/boot/disk.qcow2");
+    assertThat(qcow2.getSpec().getInitContainers().get(1).getName()).isEqualTo("boot-disk");
+  }
+
+  @Test
+  void theContainerDiskIsCopiedByUnprivilegedInitContainersWithoutCredentials() {
+    Pod pod = pod(booting("/boot/vmlinuz", "/boot/initrd.img", null, null));
+    assertThat(pod.getSpec().getAutomountServiceAccountToken()).isFalse();
+    List<Container> inits = pod.getSpec().getInitContainers();
+    assertThat(inits).extracting(Container::getName).containsExactly("vfiovm-tools", "boot-kernel", "boot-initrd");
+    assertThat(inits.get(0).getImage()).isEqualTo("example/vfiovm:1"); // the trusted node image
+    assertThat(inits.get(0).getCommand()).containsExactly("/usr/local/bin/vfiovm-busybox", "cp",
+        "/usr/local/bin/vfiovm-busybox", "/vfiovm-tools/vfiovm-busybox");
+    assertThat(inits.get(1).getImage()).isEqualTo("tenant.example/guest:1");
+    assertThat(inits.get(1).getCommand())
+        .containsExactly("/vfiovm-tools/vfiovm-busybox", "cp", "-L", "/boot/vmlinuz", "/vm/boot/kernel");
+    assertThat(inits.get(2).getCommand())
+        .containsExactly("/vfiovm-tools/vfiovm-busybox", "cp", "-L", "/boot/initrd.img", "/vm/boot/initrd");
+    for (Container init : inits) {
+      var sc = init.getSecurityContext();
+      assertThat(sc.getRunAsUser()).isEqualTo(1879048193L);
+      assertThat(sc.getRunAsGroup()).isEqualTo(1879048193L);
+      assertThat(sc.getRunAsNonRoot()).isTrue();
+      assertThat(sc.getPrivileged()).isFalse();
+      assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
+      assertThat(sc.getReadOnlyRootFilesystem()).isTrue();
+      assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
+      assertThat(sc.getCapabilities().getAdd()).isNullOrEmpty();
+      assertThat(init.getVolumeMounts()).extracting(m -> m.getMountPath()).doesNotContain(SA_DIR);
+      assertThat(init.getResources().getLimits()).containsKey("memory");
+      assertThat(init.getEnv()).isEmpty();
+    }
+    assertThat(inits.get(1).getVolumeMounts()).extracting(m -> m.getName() + ":" + m.getMountPath() + ":" + m.getReadOnly())
+        .containsExactly("vfiovm-tools:/vfiovm-tools:true", "boot:/vm/boot:null");
+    Container agent = pod.getSpec().getContainers().get(0);
+    assertThat(agent.getVolumeMounts()).extracting(m -> m.getName() + ":" + m.getMountPath() + ":" + m.getReadOnly())
+        .containsExactly("boot:/vm/boot:true", "kube-api-access:" + SA_DIR + ":true");
+    assertThat(pod.getSpec().getVolumes()).filteredOn(v -> v.getEmptyDir() != null).extracting(Volume::getName)
+        .containsExactly("vfiovm-tools", "boot");
+  }
+
+  @Test
+  void onlyTheAgentGetsTheApiTokenAsTheAutomountWouldGiveIt() {
+    Pod pod = pod(vm());
+    assertThat(pod.getSpec().getAutomountServiceAccountToken()).isFalse();
+    Volume sa = pod.getSpec().getVolumes().stream().filter(v -> v.getName().equals("kube-api-access")).findFirst()
+        .orElseThrow();
+    var sources = sa.getProjected().getSources();
+    assertThat(sources.get(0).getServiceAccountToken().getPath()).isEqualTo("token");
+    assertThat(sources.get(1).getConfigMap().getName()).isEqualTo("kube-root-ca.crt");
+    assertThat(sources.get(1).getConfigMap().getItems()).extracting(i -> i.getKey() + "->" + i.getPath())
+        .containsExactly("ca.crt->ca.crt");
+    assertThat(sources.get(2).getDownwardAPI().getItems()).extracting(i -> i.getPath() + "=" + i.getFieldRef().getFieldPath())
+        .containsExactly("namespace=metadata.namespace");
+    assertThat(pod.getSpec().getContainers().get(0).getVolumeMounts())
+        .anySatisfy(m -> assertThat(m.getMountPath() + ":" + m.getReadOnly()).isEqualTo(SA_DIR + ":true"));
+  }
+
+  @Test
+  void memoryCoversGuestRamTheVmmAndTheAgentsBoundedJvm() {
+    assertThat(NodePodShape.VMM_OVERHEAD_BYTES).isGreaterThanOrEqualTo(96L << 20); // measured QEMU TCG ~94 MiB
+    assertThat(NodePodShape.AGENT_MEMORY_BYTES).isGreaterThan(256L << 20); // heap + metaspace bounds
+    assertThat(NodePodShape.AGENT_JAVA_OPTIONS).contains("-Xmx128m").contains("-XX:MaxMetaspaceSize=128m");
+    Quantity limit = pod(vm()).getSpec().getContainers().get(0).getResources().getLimits().get("memory");
+    assertThat(Quantity.getAmountInBytes(limit).longValueExact())
+        .isEqualTo(4 * GI + NodePodShape.VMM_OVERHEAD_BYTES + NodePodShape.AGENT_MEMORY_BYTES);
+  }
+
+  @Test
+  void whatTheVmIsCanBeReadBackFromItsPodToSeeAnEditedSpec() {
+    VfioVm vm = booting("/boot/vmlinuz", null, "console=ttyS0 $x", null);
+    SpecValidation.Plan plan = SpecValidation.validate(vm.getSpec(), GI).plan();
+    Pod pod = pod(vm);
+    assertThat(NodePodShape.vmArgs(plan)).containsExactly("--cpus", "1", "--kernel", "/vm/boot/kernel",
+        "--cmdline", "console=ttyS0 $$x");
+    assertThat(NodePodShape.vmArgsOf(pod)).isEqualTo(NodePodShape.vmArgs(plan));
+    vm.getSpec().setCpus(2);
+    assertThat(NodePodShape.vmArgsOf(pod)).isNotEqualTo(NodePodShape.vmArgs(SpecValidation.validate(vm.getSpec(), GI).plan()));
+    // a pod made before --cpus existed ran one vCPU: not an edit
+    Pod old = pod(vm());
+    old.getSpec().getContainers().get(0).setArgs(List.of("node-agent", "--vm", "team-a/db", "--report", "/r"));
+    assertThat(NodePodShape.vmArgsOf(old)).isEqualTo(NodePodShape.vmArgs(SpecValidation.validate(vm().getSpec(), GI).plan()));
+  }
+
+  @Test
+  void theStatusSaysWhereTheConsoleIs() {
+    assertThat(NodePodShape.console("vfiovm-system", "vfiovm-db-1", Console.Serial))
+        .isEqualTo("kubectl logs -n vfiovm-system vfiovm-db-1 -c node-agent");
+    assertThat(NodePodShape.console("vfiovm-system/vfiovm-db-1", Console.None)).isEqualTo("none");
+    VfioVm quiet = vm();
+    quiet.getSpec().setConsole(Console.None);
+    assertThat(NodePodShape.consoleOf(pod(quiet))).isEqualTo(Console.None);
+    assertThat(NodePodShape.consoleOf(pod(vm()))).isEqualTo(Console.Serial);
   }
 
   @Test

@@ -204,4 +204,60 @@ class VmStatusesTest {
     assertThat(s.getPhase()).isEqualTo(Phase.Placed);
     assertThat(s.getMessage()).contains("Pending (ImagePullBackOff: no such image)");
   }
+
+  @Test
+  void theConsoleIsNamedOnceTheNodePodExistsAndKeptWhileTerminating() throws Exception {
+    assertThat(VmStatuses.placed(vm(), ENTRY, POD, null, T0).getConsole()).isNull(); // no pod yet
+    SpecValidation.Plan plan = SpecValidation.validate(vm().getSpec(), GI).plan();
+    Pod created = NodePodShape.build(vm(), ENTRY.hostUid(), ENTRY.node(), plan,
+        OperatorSettings.defaults("vfiovm-system", "example/vfiovm:1"));
+    String logs = "kubectl logs -n vfiovm-system " + created.getMetadata().getName() + " -c node-agent";
+    String key = "vfiovm-system/" + created.getMetadata().getName();
+    assertThat(VmStatuses.placed(vm(), ENTRY, key, created, T0).getConsole()).isEqualTo(logs);
+    created.getMetadata().setAnnotations(Map.of(NodeAgentReport.POD_ANNOTATION,
+        new ObjectMapper().writeValueAsString(report(AgentPhase.Running))));
+    VfioVmStatus running = VmStatuses.fromPod(vm(), ENTRY, key, created, T0);
+    assertThat(running.getConsole()).isEqualTo(logs);
+    VfioVm deleting = vm();
+    deleting.setStatus(running);
+    assertThat(VmStatuses.terminating(deleting, ENTRY, key, T0).getConsole()).isEqualTo(logs);
+
+    VfioVm quiet = vm();
+    quiet.getSpec().setConsole(dev.vfiovm.api.Console.None);
+    Pod silent = NodePodShape.build(quiet, ENTRY.hostUid(), ENTRY.node(),
+        SpecValidation.validate(quiet.getSpec(), GI).plan(), OperatorSettings.defaults("vfiovm-system", "x:1"));
+    assertThat(VmStatuses.placed(quiet, ENTRY, key, silent, T0).getConsole()).isEqualTo("none");
+  }
+
+  @Test
+  void aBootImageThatCannotBePulledIsNamedWhileThePodWaits() {
+    Pod pulling = new PodBuilder().withNewMetadata().withName("p").endMetadata()
+        .withNewStatus().withPhase("Pending")
+        .addNewInitContainerStatus().withName("vfiovm-tools").withNewState().withNewTerminated().withExitCode(0)
+        .endTerminated().endState().endInitContainerStatus()
+        .addNewInitContainerStatus().withName("boot-kernel").withNewState().withNewWaiting()
+        .withReason("ErrImagePull").withMessage("tenant.example/guest:1: not found").endWaiting().endState()
+        .endInitContainerStatus()
+        .addNewContainerStatus().withName(NodePodShape.CONTAINER).withNewState().withNewWaiting()
+        .withReason("PodInitializing").endWaiting().endState().endContainerStatus()
+        .endStatus().build();
+    VfioVmStatus s = VmStatuses.fromPod(vm(), ENTRY, POD, pulling, T0);
+    assertThat(s.getPhase()).isEqualTo(Phase.Placed);
+    assertThat(s.getMessage()).contains("(init container boot-kernel: ErrImagePull: tenant.example/guest:1: not found)");
+  }
+
+  @Test
+  void aBootFileMissingFromTheImageFailsTheVmWithCpsWords() {
+    Pod failed = new PodBuilder().withNewMetadata().withName("p").endMetadata()
+        .withNewStatus().withPhase("Failed")
+        .addNewInitContainerStatus().withName("boot-initrd").withNewState().withNewTerminated().withExitCode(1)
+        .withMessage("cp: can't stat '/boot/initrd.img': No such file or directory\n").endTerminated().endState()
+        .endInitContainerStatus()
+        .endStatus().build();
+    VfioVmStatus s = VmStatuses.fromPod(vm(), ENTRY, POD, failed, T0);
+    assertThat(s.getPhase()).isEqualTo(Phase.Failed);
+    assertThat(summary(s)).containsEntry("Ready", "False/InitContainerFailed");
+    assertThat(s.getMessage()).contains("init container boot-initrd exited with code 1: cp: can't stat "
+        + "'/boot/initrd.img': No such file or directory;");
+  }
 }

@@ -58,9 +58,9 @@ class QemuCommandLineTest {
         .contains("-kernel /vm/boot/vmlinuz -initrd /vm/boot/initrd.img")
         .endsWith("-append console=ttyS0 quiet");
     assertThat(joined(spec(DmaBackend.IoUring, 0, new QemuCommandLine.Boot(null, null, null, "/vm/boot/d.qcow2"), true)))
-        .contains("-drive file=/vm/boot/d.qcow2,if=none,id=disk0,format=qcow2 -device virtio-blk-pci,drive=disk0,bootindex=1");
+        .contains("-drive file=/vm/boot/d.qcow2,if=none,id=disk0,format=qcow2,snapshot=on -device virtio-blk-pci,drive=disk0,bootindex=1");
     assertThat(joined(spec(DmaBackend.IoUring, 0, new QemuCommandLine.Boot(null, null, null, "/vm/boot/a,b.img"), true)))
-        .contains("file=/vm/boot/a,,b.img,if=none,id=disk0,format=raw");
+        .contains("file=/vm/boot/a,,b.img,if=none,id=disk0,format=raw,snapshot=on");
   }
 
   @Test

@@ -29,6 +29,11 @@ public record E2ESettings(
     Optional<String> node,
     Duration timeout) {
 
+  /** The tiny demo guest's containerDisk (e2e/guest, imported by the local node and kind scripts). */
+  public String guestImage() {
+    return nonBlank(System.getProperty("e2e.guest.image"), "docker.io/vfiovm/guest-tiny:" + imageTag);
+  }
+
   public static E2ESettings current() {
     Map<String, String> properties = new LinkedHashMap<>();
     System.getProperties().forEach((k, v) -> properties.put(k.toString(), v.toString()));

@@ -188,6 +188,45 @@ class VfioVmClusterE2E {
     deleteAndAwaitReleased(created);
   }
 
+  /**
+   * A real guest: QEMU in the node pod boots the tiny bare-metal guest delivered as a containerDisk (this
+   * machine's 8 MiB memlock hard limit leaves no room for Linux), and its serial console is in the pod's log.
+   */
+  @Test
+  @Order(2)
+  void aGuestBootsFromItsContainerDiskAndItsConsoleIsInTheNodePodsLog() {
+    VfioVmSpec spec = new VfioVmSpec();
+    spec.setMemory("2Mi");
+    spec.setDmaBackend(DmaBackend.IoUring);
+    dev.vfiovm.api.BootSpec boot = new dev.vfiovm.api.BootSpec();
+    dev.vfiovm.api.ContainerDiskSource disk = new dev.vfiovm.api.ContainerDiskSource();
+    disk.setImage(settings.guestImage());
+    boot.setContainerDisk(disk);
+    boot.setKernel("/boot/kernel.elf");
+    spec.setBoot(boot);
+    VfioVm vm = new VfioVm();
+    vm.setMetadata(new ObjectMetaBuilder().withName("guest").withNamespace(vmNamespace).build());
+    vm.setSpec(spec);
+    VfioVm created = vms().inNamespace(vmNamespace).resource(vm).create();
+
+    VfioVm running = awaitPhase(List.of(created), Phase.Running).get(0);
+    assertThat(running.getStatus().getPinnedBytes()).as(describe(running)).isEqualTo(2L << 20);
+    Pod pod = nodePod(running);
+    assertThat(running.getStatus().getConsole())
+        .isEqualTo("kubectl logs -n " + settings.operatorNamespace() + " " + pod.getMetadata().getName() + " -c node-agent");
+    await("the guest's banner in kubectl logs")
+        .atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> assertThat(client.pods().inNamespace(settings.operatorNamespace())
+                .withName(pod.getMetadata().getName()).inContainer("node-agent").getLog())
+            .contains("vfiovm-guest: booted"));
+    NodeAgentReport report = Serialization.unmarshal(
+        nodePod(running).getMetadata().getAnnotations().get(NodeAgentReport.POD_ANNOTATION), NodeAgentReport.class);
+    assertThat(report.getVmm()).startsWith("QEMU 10.");
+
+    deleteAndAwaitReleased(List.of(created));
+  }
+
   @Test
   @Order(3)
   void seedScenarioTwoVmsSideBySideAndTheThirdWaitsForBudget() {

@@ -33,6 +33,19 @@ case $cmd in
     export VFIOVM_QEMU_DATA=${VFIOVM_QEMU_DATA:-/opt/vfiovm/qemu10/usr/share/qemu:/usr/share/seabios}
     bash e2e/guest/build.sh tiny >/dev/null
     mvn -B -ntp -q package -DskipTests -pl operator
-    exec java -jar operator/target/vfiovm.jar standalone "$@" ;;
+    # no container runtime here: the guest-tiny image is a directory holding what the image holds
+    version=$(sed -n 's:^  <version>\(.*\)</version>:\1:p' pom.xml | head -1)
+    root=${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/guest/tiny-image
+    mkdir -p "$root/boot" && cp "${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/guest/tiny/kernel.elf" "$root/boot/kernel.elf"
+    extra=(--image-dir "docker.io/vfiovm/guest-tiny:$version=$root")
+    # the VM processes run as their own host UIDs and read their boot files from the pods' directories:
+    # keep those out of $HOME (0700)
+    [[ " $* " == *" --work-dir "* ]] || extra+=(--work-dir /var/lib/vfiovm-standalone)
+    if [[ " $* " != *" --examples "* ]]; then
+      examples=$(mktemp --suffix=.yaml)
+      sed "s/guest-tiny:VERSION/guest-tiny:$version/" e2e/guest/standalone-examples.yaml > "$examples"
+      extra+=(--examples "$examples")
+    fi
+    exec java -jar operator/target/vfiovm.jar standalone "${extra[@]}" "$@" ;;
   *) sed -n '2,15s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac

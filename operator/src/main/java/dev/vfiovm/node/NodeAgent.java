@@ -36,6 +36,8 @@ import org.slf4j.LoggerFactory;
 public final class NodeAgent {
   private static final Logger LOG = LoggerFactory.getLogger(NodeAgent.class);
   static final long STOP_GRACE_SECONDS = 10;
+  /** How long assigned devices may take to appear in query-pci once the guest runs. */
+  static final long DEVICE_WAIT_SECONDS = 300;
   private static final Pattern QEMU_ERRNO = Pattern.compile("= -(\\d+) \\(|: -(\\d+)\\b|\\(errno (\\d+)\\)");
 
   /** How the agent ended: process exit code and, on failure, the one stderr line naming the cause. */
@@ -304,19 +306,38 @@ public final class NodeAgent {
       if (!status.path("running").asBoolean()) {
         throw new AgentFailure("GuestNotRunning", "QEMU " + pid + " is up but its guest is " + status.path("status").asText());
       }
-      List<String> present = Qmp.pciDeviceIds(qmp.execute("query-pci"));
-      for (int i = 0; i < devices.size(); i++) {
-        String id = QemuCommandLine.deviceId(i);
-        if (!present.contains(id)) {
-          throw new AgentFailure(
-              "DeviceMissing",
-              "QEMU " + pid + " runs but query-pci does not show " + id + " (" + report.getDevices().get(i).getPciAddress() + ")");
+      // a device behind a pcie-root-port shows in query-pci once the guest firmware numbered that port's
+      // bus: seconds under TCG, tens of seconds nested; QEMU dying meanwhile ends the wait (QMP EOF)
+      long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(DEVICE_WAIT_SECONDS);
+      List<String> missing = missingDevices(Qmp.pciDeviceIds(qmp.execute("query-pci")));
+      while (!missing.isEmpty() && System.nanoTime() < deadline) {
+        try {
+          Thread.sleep(500);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          break;
         }
+        missing = missingDevices(Qmp.pciDeviceIds(qmp.execute("query-pci")));
+      }
+      if (!missing.isEmpty()) {
+        throw new AgentFailure(
+            "DeviceMissing",
+            "QEMU " + pid + " runs but query-pci did not show " + missing + " within " + DEVICE_WAIT_SECONDS + " s");
       }
     } catch (Qmp.QmpException e) {
       String exit = awaitExit();
       throw qemuFailure(pid, exit, e.getMessage());
     }
+  }
+
+  private List<String> missingDevices(List<String> present) {
+    List<String> missing = new ArrayList<>();
+    for (int i = 0; i < devices.size(); i++) {
+      if (!present.contains(QemuCommandLine.deviceId(i))) {
+        missing.add(QemuCommandLine.deviceId(i) + " (" + report.getDevices().get(i).getPciAddress() + ")");
+      }
+    }
+    return missing;
   }
 
   /** What QEMU said on its way out, as a failure whose error is the errno QEMU quotes, if any. */
@@ -343,8 +364,9 @@ public final class NodeAgent {
     if ("ENOMEM".equals(errno)) {
       return new AgentFailure(
           errno,
-          "QEMU " + pid + " could not pin " + plan.memoryBytes() + " bytes of guest memory as host UID " + plan.hostUid()
-              + " under RLIMIT_MEMLOCK " + plan.memlockBytes() + " bytes: ENOMEM ("
+          "QEMU " + pid + " could not pin its guest memory (" + plan.memoryBytes() + " bytes of RAM, plus QEMU's ROMs such as"
+              + " 256 KiB of BIOS) as host UID " + plan.hostUid() + " under RLIMIT_MEMLOCK " + plan.memlockBytes()
+              + " bytes: ENOMEM ("
               + (accounting == Accounting.PerUser
                   ? "per-user accounting: every process of host UID " + plan.hostUid()
                       + " counts against it; give this VM its own host UID or raise its memlock limit"

@@ -57,7 +57,7 @@ public final class NodeAgentCommand implements Callable<Integer> {
       arity = "1..*",
       paramLabel = "CMD",
       parameterConsumer = RestOfLine.class,
-      description = "Last option: the VM process execs CMD ARG... after mapping (all remaining arguments).")
+      description = "Last option: run CMD ARG... as the VM process instead of QEMU, same chain and fds (all remaining arguments).")
   List<String> vmCommand = new ArrayList<>();
 
   @Option(

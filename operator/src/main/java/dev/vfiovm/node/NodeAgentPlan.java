@@ -80,10 +80,9 @@ public record NodeAgentPlan(
       throw new IllegalArgumentException(
           "--memory " + memoryBytes + " must be a multiple of the page size " + PAGE + " (e.g. 4Gi)");
     }
-    if (memlockBytes < memoryBytes) {
-      throw new IllegalArgumentException(
-          "--memlock " + memlockBytes + " is below --memory " + memoryBytes
-              + ": the VM could not pin its guest memory; give memlock >= memory (the operator adds an overhead)");
+    // a limit below guest RAM is not refused here: the kernel refuses the pin (ENOMEM), and the report says so
+    if (memlockBytes <= 0) {
+      throw new IllegalArgumentException("--memlock " + memlockBytes + " must be positive");
     }
     if (reportPod != null && !reportPod.matches("[^/\\s]+/[^/\\s]+")) {
       throw new IllegalArgumentException("--report-pod '" + reportPod + "' must be NAMESPACE/NAME");

@@ -75,7 +75,7 @@ class IommufdScenariosIT {
     Path out = Path.of(System.getProperty("vfiovm.iommufd.out", repo + "/e2e/target/iommufd"));
     Path bin = out.resolveSibling("iommufd-bin");
     buildPayloads(repo, bin, jar);
-    Duration bound = Duration.ofSeconds(Long.getLong("vfiovm.iommufd.timeoutSeconds", 40 * 60));
+    Duration bound = Duration.ofSeconds(Long.getLong("vfiovm.iommufd.timeoutSeconds", 50 * 60));
     guest = GuestRun.boot(repo, out, repo.resolve("e2e/iommufd/scenarios.sh"),
         kernel,
         Map.of("BIN", bin.toString(),

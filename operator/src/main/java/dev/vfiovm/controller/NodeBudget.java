@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.util.Map;

@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import java.io.IOException;

@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;

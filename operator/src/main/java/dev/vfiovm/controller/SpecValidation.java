@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import dev.vfiovm.api.BootSpec;
 import dev.vfiovm.api.Console;
 import dev.vfiovm.api.DeviceSpec;

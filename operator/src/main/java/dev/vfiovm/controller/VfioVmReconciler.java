@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmStatus;

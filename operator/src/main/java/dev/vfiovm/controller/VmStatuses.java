@@ -1,5 +1,6 @@
 package dev.vfiovm.controller;
 
+import dev.vfiovm.api.Quantities;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;

@@ -1,5 +1,6 @@
 package dev.vfiovm.node;
 
+import dev.vfiovm.api.Quantities;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -137,8 +138,8 @@ public final class NodeAgentCommand implements Callable<Integer> {
     return new NodeAgentPlan(
         vm,
         hostUid,
-        Quantities.bytes(memory, "--memory"),
-        Quantities.bytes(memlock, "--memlock"),
+        Quantities.positiveBytes(memory, "--memory"),
+        Quantities.positiveBytes(memlock, "--memlock"),
         devices,
         NodeAgentPlan.parseAccounting(accounting),
         NodeAgentPlan.parseBackend(dmaBackend),

@@ -1,4 +1,4 @@
-package dev.vfiovm.controller;
+package dev.vfiovm.api;
 
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.math.BigDecimal;
@@ -6,7 +6,7 @@ import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-/** Kubernetes quantities as exact byte counts. */
+/** Kubernetes quantities (4Gi, 512Mi, 1G, 3145728) as exact byte counts: the one parser of operator and agent. */
 public final class Quantities {
   private static final Pattern PLAIN = Pattern.compile("^([+-]?[0-9]+(?:\\.[0-9]*)?|[+-]?\\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E|)$");
   private static final Map<String, BigDecimal> MULTIPLIERS = Map.ofEntries(
@@ -54,6 +54,27 @@ public final class Quantities {
       throw new IllegalArgumentException(
           "'" + quantity + "' is not a whole number of bytes below 2^63 (" + amount.toPlainString() + ")");
     }
+  }
+
+  /**
+   * Whole, positive bytes of a command-line value: {@link #bytes} with a message naming the option.
+   *
+   * @throws IllegalArgumentException saying what is wrong and what to give instead
+   */
+  public static long positiveBytes(String text, String what) {
+    if (text == null || text.isBlank()) {
+      throw new IllegalArgumentException(what + " is empty: give bytes, e.g. 4Gi or 4294967296");
+    }
+    long bytes;
+    try {
+      bytes = bytes(text);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException(what + " " + e.getMessage() + ": use e.g. 4Gi, 512Mi or 4294967296");
+    }
+    if (bytes <= 0) {
+      throw new IllegalArgumentException(what + " '" + text + "' must be positive");
+    }
+    return bytes;
   }
 
   /** A byte count for messages: exact Gi/Mi/Ki when it divides, else bytes. */

@@ -1,4 +1,4 @@
-package dev.vfiovm.controller;
+package dev.vfiovm.api;
 
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
@@ -30,5 +30,25 @@ class QuantitiesTest {
     assertThat(Quantities.human(1536L << 20)).isEqualTo("1536Mi");
     assertThat(Quantities.human(1000)).isEqualTo("1000");
     assertThat(Quantities.human(0)).isEqualTo("0");
+  }
+
+  @Test
+  void commandLineValuesTakeKubernetesForms() {
+    assertThat(Quantities.positiveBytes("4Mi", "--memory")).isEqualTo(4L << 20);
+    assertThat(Quantities.positiveBytes("3145728", "--memory")).isEqualTo(3145728L);
+    assertThat(Quantities.positiveBytes("4Gi", "--memory")).isEqualTo(4L << 30);
+    assertThat(Quantities.positiveBytes("1G", "--memory")).isEqualTo(1_000_000_000L);
+    assertThat(Quantities.positiveBytes("1k", "--memory")).isEqualTo(1000L);
+    assertThat(Quantities.positiveBytes(" 2Ki ", "--memory")).isEqualTo(2048L);
+  }
+
+  @Test
+  void commandLineValuesMustBeWholePositiveByteCounts() {
+    assertThatThrownBy(() -> Quantities.positiveBytes("4 apples", "--memory"))
+        .hasMessageContaining("--memory '4 apples' is not a Kubernetes quantity");
+    assertThatThrownBy(() -> Quantities.positiveBytes("0", "--memlock")).hasMessageContaining("must be positive");
+    assertThatThrownBy(() -> Quantities.positiveBytes("-1Mi", "--memlock")).hasMessageContaining("must be positive");
+    assertThatThrownBy(() -> Quantities.positiveBytes("100m", "--memory")).hasMessageContaining("whole number of bytes");
+    assertThatThrownBy(() -> Quantities.positiveBytes("", "--memory")).hasMessageContaining("--memory is empty");
   }
 }

@@ -101,6 +101,8 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
               if (!Boolean.TRUE.equals(finalStateUnknown)) {
                 seen(gone);
               }
+              // a pod gone may free a UID (a leftover's) for a VM that waits
+              wakeWaiting();
               return true;
             })
             .build(),

@@ -385,7 +385,8 @@ class VfioVmOperatorIT {
   void anExhaustedUidRangeIsAConditionAndClearsWhenAVmIsDeleted() throws Exception {
     node("a", "20Gi");
     operator.close();
-    operator = VfioVmOperator.start(client, settings.withUidRange(settings.uidRangeStart(), 2), 0, null);
+    // a range of its own: other tests' UIDs (some maybe quarantined: their nodes are gone) lie below
+    operator = VfioVmOperator.start(client, settings.withUidRange(settings.uidRangeStart() + 60_010, 2), 0, null);
     try {
       cluster.create(vm(ns, "u1", "1Gi", selector));
       cluster.create(vm(ns, "u2", "1Gi", selector));
@@ -572,23 +573,35 @@ class VfioVmOperatorIT {
   }
 
   @Test
-  void aUidStillCarriedByALeftoverNodePodIsNotHandedOut() {
+  void aUidStillCarriedByALeftoverNodePodIsNotHandedOut() throws Exception {
     String node = node("a", "9Gi");
-    // a node pod whose VM is gone (say, its finalizer was removed by hand) still runs as the first UID
-    VfioVm ghost = vm(ns, "ghost", "1Gi", selector);
-    Pod leftover = NodePodShape.build(ghost, settings.uidRangeStart(), node,
-        SpecValidation.validate(ghost.getSpec(), GI).plan(), settings);
-    client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
+    // a range of two UIDs of its own (other tests' UIDs, maybe quarantined, lie far below)
+    long first = settings.uidRangeStart() + 60_000;
+    operator.close();
+    operator = VfioVmOperator.start(client, settings.withUidRange(first, 2), 0, null);
     try {
-      await().atMost(TIMEOUT).until(() -> operator.reconciler().uidsHeldByNodePods().contains(settings.uidRangeStart()));
-      cluster.create(vm(ns, "newcomer", "1Gi", selector));
-      assertThat(awaitPhase("newcomer", Phase.Placed).getStatus().getHostUid()).isNotEqualTo(settings.uidRangeStart());
+      // a node pod whose VM is gone (say, its finalizer was removed by hand) still runs as the first UID
+      VfioVm ghost = vm(ns, "ghost", "1Gi", selector);
+      Pod leftover = NodePodShape.build(ghost, first, node,
+          SpecValidation.validate(ghost.getSpec(), GI).plan(), settings);
+      client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
+      try {
+        await().atMost(TIMEOUT).until(() -> operator.reconciler().uidsHeldByNodePods().contains(first));
+        cluster.create(vm(ns, "newcomer", "1Gi", selector));
+        assertThat(awaitPhase("newcomer", Phase.Placed).getStatus().getHostUid()).isEqualTo(first + 1);
+        cluster.create(vm(ns, "starved", "1Gi", selector));
+        assertThat(condition(awaitPhase("starved", Phase.Pending), VfioVmStatus.UID_ASSIGNED).getReason())
+            .isEqualTo("UidRangeExhausted");
+      } finally {
+        client.pods().inNamespace(nodePodNamespace).withName(leftover.getMetadata().getName()).withGracePeriod(0).delete();
+      }
+      // the leftover pod gone (it never ran: no status), its UID is free again
+      assertThat(awaitPhase("starved", Phase.Placed).getStatus().getHostUid()).isEqualTo(first);
     } finally {
-      client.pods().inNamespace(nodePodNamespace).withName(leftover.getMetadata().getName()).withGracePeriod(0).delete();
+      cluster.deleteAllVms(ns);
+      operator.close();
+      operator = VfioVmOperator.start(client, settings, 0, null);
     }
-    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "ghost") == null);
-    cluster.create(vm(ns, "later", "1Gi", selector));
-    assertThat(awaitPhase("later", Phase.Placed).getStatus().getHostUid()).isEqualTo(settings.uidRangeStart());
   }
 
   @Test

@@ -16,6 +16,11 @@ import java.util.TreeMap;
  * calls only once the VM's node pod is gone. After a restart the book is rebuilt from the cluster
  * ({@link #restore}: VM statuses, which record the UID before any pod exists) and UIDs still carried by node
  * pods are passed to {@link #admit} as taken.
+ *
+ * <p>Hand-out order: from a cursor that moves forward ({@link UidRange#nextFree}: the next free UID after the
+ * last one handed out, wrapping), so a UID just freed is the last to come back. UIDs freed without proof that
+ * the VM's processes are gone sit in a {@link UidQuarantine} and are handed to no VM until the node's audit
+ * proves them free. Cursor and quarantine are what {@link #state} returns (persisted by the operator).
  */
 public final class Ledger {
   /** A VM's share: node is null while the VM waits for placement. */
@@ -38,9 +43,13 @@ public final class Ledger {
 
   private final UidRange range;
   private final Map<String, Entry> entries = new HashMap<>();
+  private final UidQuarantine quarantine = new UidQuarantine();
+  /** The last UID handed out; the search for the next one starts after it. */
+  private long cursor;
 
   public Ledger(UidRange range) {
     this.range = range;
+    this.cursor = range.start() + range.size() - 1; // the first hand-out is the range's start
   }
 
   public UidRange range() {
@@ -65,12 +74,18 @@ public final class Ledger {
     } else {
       Set<Long> taken = new HashSet<>(uidsHeldByPods);
       entries.values().forEach(e -> taken.add(e.hostUid()));
-      OptionalLong free = range.firstFree(taken);
+      Set<Long> quarantined = quarantine.uids();
+      taken.addAll(quarantined);
+      OptionalLong free = range.nextFree(taken, cursor);
       if (free.isEmpty()) {
         return new Admission(null, null, "all " + range.size() + " host UIDs of the range " + range
-            + " are held by live VMs or their node pods; delete a VfioVm or widen the operator's UID range");
+            + " are held by live VMs or their node pods"
+            + (quarantined.isEmpty() ? "" : " or quarantined (" + quarantined.size() + " freed without proof that "
+                + "their processes are gone, waiting for their node's UID audit)")
+            + "; delete a VfioVm or widen the operator's UID range");
       }
       uid = free.getAsLong();
+      cursor = uid;
     }
     Placement.Decision decision = Placement.place(request, nodes, loadsExcept(vm));
     Entry entry = new Entry(uid, decision.node(), request.memlockLimitBytes(), request.devices());
@@ -95,6 +110,40 @@ public final class Ledger {
     }
     entries.put(vm, entry);
     return true;
+  }
+
+  /** Quarantines a UID freed without proof (see {@link UidQuarantine}). */
+  public synchronized void quarantine(UidQuarantine.Held held) {
+    quarantine.add(held);
+  }
+
+  /** Ends the quarantines the node's audit proves over; returns them. */
+  public synchronized List<UidQuarantine.Held> releaseQuarantined(String node, dev.vfiovm.api.UidAudit audit) {
+    return quarantine.release(node, audit);
+  }
+
+  public synchronized List<UidQuarantine.Held> quarantined() {
+    return quarantine.entries();
+  }
+
+  /** Cursor and quarantine, to persist. */
+  public synchronized UidQuarantine.State state() {
+    return new UidQuarantine.State(cursor, quarantine.entries());
+  }
+
+  /**
+   * Takes back a persisted state (restart): its quarantine, and its cursor; without one, the cursor
+   * continues after the highest UID a restored VM holds.
+   */
+  public synchronized void restoreState(UidQuarantine.State state) {
+    if (state != null) {
+      state.quarantined().forEach(quarantine::add);
+    }
+    if (state != null && state.cursor() != null && range.contains(state.cursor())) {
+      cursor = state.cursor();
+    } else {
+      entries.values().stream().mapToLong(Entry::hostUid).filter(range::contains).max().ifPresent(u -> cursor = u);
+    }
   }
 
   public synchronized Entry get(String vm) {

@@ -86,9 +86,15 @@ public final class NodePodShape {
   public static final String TOOLS_DIR = "/vfiovm-tools";
   public static final String BUSYBOX = TOOLS_DIR + "/vfiovm-busybox";
   public static final String TOOLS_CONTAINER = "vfiovm-tools";
-  /** The API credentials, given to the node-agent container only (the pod does not automount them). */
+  /**
+   * The API credentials, given to the node-agent container only (the pod does not automount them): a projected
+   * token of the VM's own ServiceAccount ({@link NodePodIdentity}: get/patch on this one pod), default
+   * audience, valid {@link #TOKEN_EXPIRATION_SECONDS} (the kubelet renews it at 80%).
+   */
   public static final String SERVICE_ACCOUNT_VOLUME = "kube-api-access";
   public static final String SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+  /** The shortest expiry the API server accepts (10 min). */
+  public static final long TOKEN_EXPIRATION_SECONDS = 600;
 
   private NodePodShape() {}
 
@@ -297,7 +303,7 @@ public final class NodePodShape {
     }
     // what the service-account admission plugin would mount, but for the agent alone
     volumes.add(new VolumeBuilder().withName(SERVICE_ACCOUNT_VOLUME).withNewProjected().withDefaultMode(0644)
-        .addNewSource().withNewServiceAccountToken().withPath("token").withExpirationSeconds(3607L)
+        .addNewSource().withNewServiceAccountToken().withPath("token").withExpirationSeconds(TOKEN_EXPIRATION_SECONDS)
         .endServiceAccountToken().endSource()
         .addNewSource().withNewConfigMap().withName("kube-root-ca.crt")
         .addNewItem().withKey("ca.crt").withPath("ca.crt").endItem().endConfigMap().endSource()
@@ -316,7 +322,7 @@ public final class NodePodShape {
         .withNewSpec()
         .withNodeName(node)
         .withRestartPolicy("Never")
-        .withServiceAccountName(settings.nodePodServiceAccount())
+        .withServiceAccountName(NodePodIdentity.name(vm, settings))
         .withAutomountServiceAccountToken(false)
         .withTerminationGracePeriodSeconds(30L)
         .withInitContainers(initContainers)

@@ -56,7 +56,8 @@ public final class OperatorCommand implements Callable<Integer> {
   String nodePodImage;
 
   @Option(names = "--node-pod-service-account", defaultValue = "${env:VFIOVM_NODE_POD_SERVICE_ACCOUNT:-vfiovm-node}",
-      description = "Service account of the node pods (env VFIOVM_NODE_POD_SERVICE_ACCOUNT; default ${DEFAULT-VALUE}).")
+      description = "Name prefix of each VM's node-pod ServiceAccount, Role and RoleBinding (one identity per VM, "
+          + "allowed get/patch on its own pod only; env VFIOVM_NODE_POD_SERVICE_ACCOUNT; default ${DEFAULT-VALUE}).")
   String nodePodServiceAccount;
 
   @Option(names = "--http-port", defaultValue = "${env:VFIOVM_HTTP_PORT:-8080}",

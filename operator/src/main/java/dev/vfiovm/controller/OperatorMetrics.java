@@ -19,6 +19,7 @@ public final class OperatorMetrics {
   private final MultiGauge budgetFree;
   private final MultiGauge vmsByPhase;
   private final MultiGauge pinned;
+  private final MultiGauge quarantined;
 
   public OperatorMetrics(MeterRegistry registry, VfioVmReconciler reconciler) {
     this.reconciler = reconciler;
@@ -30,10 +31,16 @@ public final class OperatorMetrics {
     pinned = MultiGauge.builder("vfiovm.pinned.bytes")
         .description("Guest memory pinned for DMA as the node agents report it, per node").baseUnit("bytes")
         .register(registry);
+    quarantined = MultiGauge.builder("vfiovm.host.uids.quarantined")
+        .description("Host UIDs freed without proof that their processes are gone, per node they were freed on; "
+            + "handed to no VM until that node's UID audit shows them free (a deleted node's stay until a node of "
+            + "that name comes back)").register(registry);
     Gauge.builder("vfiovm.host.uids.in.use", reconciler, r -> r.ledger().snapshot().size())
         .description("Host UIDs held by VfioVms").register(registry);
     Gauge.builder("vfiovm.host.uids.left", reconciler,
-            r -> r.ledger().range().size() - r.ledger().snapshot().size())
+            r -> r.ledger().range().size() - r.ledger().snapshot().size() - r.ledger().quarantined().stream()
+                .map(UidQuarantine.Held::uid).filter(u -> r.ledger().snapshot().values().stream()
+                    .noneMatch(e -> e.hostUid() == u)).distinct().count())
         .description("Host UIDs of the configured range still free").register(registry);
   }
 
@@ -46,6 +53,11 @@ public final class OperatorMetrics {
       used.add(MultiGauge.Row.of(Tags.of("node", node.name()), u));
       free.add(MultiGauge.Row.of(Tags.of("node", node.name()), Math.max(0, node.budgetBytes() - u)));
     }
+    Map<String, Long> byNode = new TreeMap<>();
+    reconciler.ledger().quarantined().forEach(h -> byNode.merge(h.node(), 1L, Long::sum));
+    quarantined.register(byNode.entrySet().stream()
+        .map(e -> MultiGauge.Row.of(Tags.of("node", e.getKey()), e.getValue()))
+        .map(r -> (MultiGauge.Row<?>) r).toList(), true);
     budgetUsed.register(used, true);
     budgetFree.register(free, true);
 

@@ -11,7 +11,7 @@ import java.util.Objects;
  * @param hostReserveBytes memory of each node kept out of the VM budget (node annotation overrides)
  * @param nodePodNamespace namespace of all node pods (the operator's own)
  * @param nodePodImage image of the node pods (the operator's image)
- * @param nodePodServiceAccount service account of the node pods
+ * @param nodePodServiceAccount name prefix of each VM's node-pod identity ({@link NodePodIdentity})
  */
 public record OperatorSettings(
     long uidRangeStart,

@@ -2,9 +2,11 @@ package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Quantities;
 import dev.vfiovm.api.Phase;
+import dev.vfiovm.api.UidAudit;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmStatus;
 import io.fabric8.kubernetes.api.model.Condition;
+import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -32,6 +34,8 @@ import java.util.Map;
 import java.util.Objects;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.stream.Collectors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -59,11 +63,25 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
   private volatile InformerEventSource<Node, VfioVm> nodes;
   private volatile IndexerResourceCache<VfioVm> vms;
   private boolean seeded;
+  private final QuarantineStore quarantineStore;
+  private final KubernetesClient client;
+  /** The last state seen of each VM's node pod (key NS/NAME of the VM), the final one from the delete event. */
+  private final Map<String, Pod> lastSeenPods = new ConcurrentHashMap<>();
+  /** The phase of each VM when its deletion began (cleanup writes Terminating over it). */
+  private final Map<String, Phase> phaseBeforeDeletion = new ConcurrentHashMap<>();
+  /** Node audits are evaluated here, off the informer's thread. */
+  private final ExecutorService audits = Executors.newSingleThreadExecutor(r -> {
+    Thread t = new Thread(r, "vfiovm-uid-audits");
+    t.setDaemon(true);
+    return t;
+  });
 
   public VfioVmReconciler(KubernetesClient client, OperatorSettings settings) {
     this.settings = settings;
     this.ledger = new Ledger(settings.uidRange());
     this.events = new EventRecorder(client);
+    this.quarantineStore = new QuarantineStore(client, settings.nodePodNamespace());
+    this.client = client;
   }
 
   @Override
@@ -75,13 +93,45 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
             .withNamespaces(settings.nodePodNamespace())
             .withLabelSelector(NodePodShape.SELECTOR)
             .withSecondaryToPrimaryMapper(VfioVmReconciler::vmOfPod)
+            .withOnUpdateFilter((changed, old) -> {
+              seen(changed);
+              return true;
+            })
+            .withOnDeleteFilter((gone, finalStateUnknown) -> {
+              // the watch's final state (e.g. containers terminated); a relist's stale copy proves nothing
+              if (!Boolean.TRUE.equals(finalStateUnknown)) {
+                seen(gone);
+              }
+              // a pod gone may free a UID (a leftover's) for a VM that waits
+              wakeWaiting();
+              return true;
+            })
             .build(),
         context);
     nodes = new InformerEventSource<>(
         InformerEventSourceConfiguration.from(Node.class, VfioVm.class)
             .withName("nodes")
             .withSecondaryToPrimaryMapper(node -> Set.copyOf(waiting))
-            .withOnUpdateFilter((changed, old) -> budgetChanged(changed, old))
+            .withOnAddFilter(node -> {
+              auditChanged(node);
+              return true;
+            })
+            .withOnUpdateFilter((changed, old) -> {
+              if (!Objects.equals(auditAnnotation(changed), auditAnnotation(old))) {
+                auditChanged(changed);
+              }
+              return budgetChanged(changed, old);
+            })
+            .withOnDeleteFilter((node, unknown) -> {
+              List<UidQuarantine.Held> held = ledger.quarantined().stream()
+                  .filter(h -> h.node().equals(node.getMetadata().getName())).toList();
+              if (!held.isEmpty()) {
+                log.warn("node {} is gone with {} quarantined host UIDs {}: they stay out of the range until a node "
+                    + "of that name comes back and its UID audit shows them free", node.getMetadata().getName(),
+                    held.size(), held.stream().map(UidQuarantine.Held::uid).toList());
+              }
+              return true;
+            })
             .build(),
         context);
     return List.of(pods, nodes, retrigger);
@@ -101,6 +151,93 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
         || !Objects.equals(allocatable(changed), allocatable(old))
         || !Objects.equals(changed.getSpec() == null ? null : changed.getSpec().getUnschedulable(),
             old.getSpec() == null ? null : old.getSpec().getUnschedulable());
+  }
+
+  private static String auditAnnotation(Node node) {
+    return node.getMetadata().getAnnotations() == null ? null
+        : node.getMetadata().getAnnotations().get(UidAudit.ANNOTATION);
+  }
+
+  private void seen(Pod pod) {
+    Map<String, String> labels = pod.getMetadata().getLabels();
+    if (labels != null && labels.get(NodePodShape.LABEL_VM_NAME) != null) {
+      lastSeenPods.put(labels.get(NodePodShape.LABEL_VM_NAMESPACE) + "/" + labels.get(NodePodShape.LABEL_VM_NAME), pod);
+    }
+  }
+
+  private void auditChanged(Node node) {
+    String name = node.getMetadata().getName();
+    String json = auditAnnotation(node);
+    if (json == null) {
+      return;
+    }
+    audits.execute(() -> {
+      try {
+        releaseProven(name, UidAudit.fromJson(json));
+      } catch (RuntimeException e) {
+        log.warn("node {}: UID audit not applied: {}", name, e.getMessage());
+      }
+    });
+  }
+
+  /** Ends the quarantines the node's audit proves over, persists that, and wakes VMs waiting for a UID. */
+  private void releaseProven(String node, UidAudit audit) {
+    if (ledger.quarantined().stream().noneMatch(h -> h.node().equals(node))) {
+      return;
+    }
+    List<UidQuarantine.Held> released = ledger.releaseQuarantined(node, audit);
+    if (released.isEmpty()) {
+      return;
+    }
+    try {
+      quarantineStore.save(ledger.state());
+    } catch (RuntimeException e) {
+      // the UIDs stay released here; the next change is persisted again
+      log.warn("UID quarantine not persisted: {}", e.getMessage());
+    }
+    for (UidQuarantine.Held h : released) {
+      log.info("host UID {} released from quarantine: node {}'s UID audit of {} shows no process of it (freed {} by {})",
+          h.uid(), node, audit.scannedAt(), h.freedAt(), h.vm());
+    }
+    wakeWaiting();
+  }
+
+  /** Applies every known node's current audit (before a hand-out, so the decision is fresh). */
+  private void releaseProvenByAllAudits() {
+    if (ledger.quarantined().isEmpty()) {
+      return;
+    }
+    nodes.list().forEach(n -> {
+      String json = auditAnnotation(n);
+      if (json != null) {
+        try {
+          releaseProven(n.getMetadata().getName(), UidAudit.fromJson(json));
+        } catch (IllegalArgumentException e) {
+          log.debug("node {}: {}", n.getMetadata().getName(), e.getMessage());
+        }
+      }
+    });
+  }
+
+  /**
+   * Quarantines the VM's UID if its node pod is gone without proof that its processes are (and persists the
+   * quarantine before anything else happens); the reason, or null.
+   */
+  private String quarantineIfUnproven(VfioVm vm, Ledger.Entry entry, Phase phase, Instant now) {
+    String key = NodePodShape.vmKey(vm);
+    boolean nodeExists = nodes.list().anyMatch(n -> n.getMetadata().getName().equals(entry.node()));
+    String reason = UidQuarantine.unprovenFree(lastSeenPods.get(key), phase, nodeExists);
+    if (reason == null) {
+      return null;
+    }
+    ledger.quarantine(new UidQuarantine.Held(entry.hostUid(), entry.node(), now.toString(), key, reason));
+    quarantineStore.save(ledger.state());
+    log.warn("host UID {} quarantined on node {}: freed by {} without proof that its processes are gone ({}); "
+        + "no VM gets it until the node's UID audit ({}) scanned after {} shows no process of it",
+        entry.hostUid(), entry.node(), key, reason, UidAudit.ANNOTATION, now);
+    events.warning(vm, "UidQuarantined", "host UID " + entry.hostUid() + " quarantined on node " + entry.node()
+        + ": " + reason + "; it goes to no VM until the node's UID audit shows no process of it");
+    return reason;
   }
 
   private static String annotation(Node node) {
@@ -146,7 +283,16 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
           .map(VfioVmReconciler::hostUidOf)
           .filter(Objects::nonNull)
           .collect(Collectors.toSet());
+      releaseProvenByAllAudits();
+      Long cursorBefore = ledger.state().cursor();
       Ledger.Admission admission = ledger.admit(key, request, budgets, heldByPods);
+      if (!Objects.equals(cursorBefore, ledger.state().cursor())) {
+        try {
+          quarantineStore.save(ledger.state()); // the hand-out cursor survives a restart
+        } catch (RuntimeException e) {
+          log.warn("UID hand-out cursor not persisted: {}", e.getMessage());
+        }
+      }
       if (!admission.uidAssigned()) {
         return writeStatus(vm, VmStatuses.uidExhausted(vm, admission.uidProblem(), now), context);
       }
@@ -157,8 +303,17 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       entry = admission.entry();
     }
 
+    if (pod != null) {
+      lastSeenPods.put(key, pod);
+    }
     if (pod == null) {
       String placedOn = entry.node();
+      Phase phase = vm.getStatus() == null ? null : vm.getStatus().getPhase();
+      if (lastSeenPods.containsKey(key) || phase == Phase.Starting || phase == Phase.Running) {
+        // the pod vanished behind the operator's back (force-deleted, garbage-collected with its node)
+        quarantineIfUnproven(vm, entry, phase, now);
+        lastSeenPods.remove(key);
+      }
       if (nodes.list().noneMatch(n -> n.getMetadata().getName().equals(placedOn))) {
         // recreating the pod would only feed the pod garbage collector
         return writeStatus(vm, VmStatuses.nodeGone(vm, entry, now), context);
@@ -168,6 +323,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       VfioVm recorded = vm;
       if (!recordedInStatus(vm, entry)) {
         recorded = patchStatus(vm, VmStatuses.placed(vm, entry, podKey, null, now), context);
+      }
+      // the pod's own identity first: its ServiceAccount may only get/patch this one pod
+      for (HasMetadata object : NodePodIdentity.desired(recorded, settings).all()) {
+        context.getClient().resource(object).inNamespace(settings.nodePodNamespace())
+            .fieldManager(FIELD_MANAGER).forceConflicts().serverSideApply();
       }
       Pod desired = NodePodShape.build(recorded, entry.hostUid(), entry.node(), plan, settings);
       Pod created = context.getClient().pods().inNamespace(settings.nodePodNamespace()).resource(desired)
@@ -242,7 +402,12 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
     // ask the API server, not the cache: a pod created a moment ago may not be in the cache yet
     Pod live = podResource.get();
     Ledger.Entry entry = ledger.get(key);
+    Phase phase = vm.getStatus() == null ? null : vm.getStatus().getPhase();
+    if (phase != null && phase != Phase.Terminating) {
+      phaseBeforeDeletion.putIfAbsent(key, phase);
+    }
     if (live != null) {
+      lastSeenPods.merge(key, live, (cached, fresh) -> newer(cached, fresh));
       if (live.getMetadata().getDeletionTimestamp() == null) {
         podResource.delete();
         events.normal(vm, "DeletingNodePod", "deleting node pod " + podKey
@@ -254,15 +419,61 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       // the pod's delete event wakes this VM; the reschedule is a safety net
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(10_000);
     }
+    String quarantined = null;
+    if (entry != null && entry.node() != null) {
+      quarantined = quarantineIfUnproven(vm, entry, phaseBeforeDeletion.getOrDefault(key, phase), Instant.now());
+    }
+    deleteIdentity(context.getClient(), vm);
     Ledger.Entry released = ledger.release(key);
+    lastSeenPods.remove(key);
+    phaseBeforeDeletion.remove(key);
     waiting.remove(ResourceID.fromResource(vm));
     if (released != null) {
-      events.normal(vm, "Released", "node pod gone; released host UID " + released.hostUid()
+      events.normal(vm, "Released", "node pod gone; "
+          + (quarantined == null ? "released host UID " + released.hostUid()
+              : "host UID " + released.hostUid() + " quarantined (" + quarantined + ")")
           + (released.node() == null ? "" : " and " + Quantities.human(released.memlockLimitBytes())
               + " of node " + released.node() + "'s budget"));
       wakeWaiting();
     }
     return DeleteControl.defaultDelete();
+  }
+
+  /** The fresher of two states of one pod (by resourceVersion, numeric on every API server in practice). */
+  private static Pod newer(Pod a, Pod b) {
+    try {
+      return Long.parseLong(a.getMetadata().getResourceVersion()) > Long.parseLong(b.getMetadata().getResourceVersion())
+          ? a : b;
+    } catch (RuntimeException e) {
+      return b;
+    }
+  }
+
+  private void deleteIdentity(KubernetesClient client, VfioVm vm) {
+    String name = NodePodIdentity.name(vm, settings);
+    String ns = settings.nodePodNamespace();
+    client.rbac().roleBindings().inNamespace(ns).withName(name).delete();
+    client.rbac().roles().inNamespace(ns).withName(name).delete();
+    client.serviceAccounts().inNamespace(ns).withName(name).delete();
+  }
+
+  /** Deletes node-pod identities whose VfioVm no longer exists (a finalizer removed by hand, a crash). */
+  private void deleteOrphanIdentities(KubernetesClient client) {
+    Set<String> vmKeys = vms.list().map(NodePodShape::vmKey).collect(Collectors.toSet());
+    String ns = settings.nodePodNamespace();
+    List<HasMetadata> found = new java.util.ArrayList<>();
+    found.addAll(client.rbac().roleBindings().inNamespace(ns).withLabelSelector(NodePodIdentity.SELECTOR).list().getItems());
+    found.addAll(client.rbac().roles().inNamespace(ns).withLabelSelector(NodePodIdentity.SELECTOR).list().getItems());
+    found.addAll(client.serviceAccounts().inNamespace(ns).withLabelSelector(NodePodIdentity.SELECTOR).list().getItems());
+    for (HasMetadata object : found) {
+      Map<String, String> labels = object.getMetadata().getLabels();
+      String vmKey = labels.get(NodePodShape.LABEL_VM_NAMESPACE) + "/" + labels.get(NodePodShape.LABEL_VM_NAME);
+      if (!vmKeys.contains(vmKey)) {
+        log.info("deleting {} {}/{}: its VfioVm {} no longer exists", object.getKind(), ns,
+            object.getMetadata().getName(), vmKey);
+        client.resource(object).delete();
+      }
+    }
   }
 
   private void wakeWaiting() {
@@ -296,7 +507,15 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
             NodePodShape.vmKey(vm), status.getHostUid());
       }
     }
-    log.info("ledger rebuilt from the cluster: {} VfioVms hold host UIDs of range {}", restored, ledger.range());
+    UidQuarantine.State state = quarantineStore.load();
+    ledger.restoreState(state);
+    log.info("ledger rebuilt from the cluster: {} VfioVms hold host UIDs of range {}; {} UIDs quarantined {}",
+        restored, ledger.range(), ledger.quarantined().size(), ledger.quarantined());
+    try {
+      deleteOrphanIdentities(client);
+    } catch (RuntimeException e) {
+      log.warn("orphaned node-pod identities not cleaned up: {}", e.getMessage());
+    }
     seeded = true;
   }
 

@@ -24,7 +24,7 @@ class LedgerTest {
   }
 
   @Test
-  void uidsAreDistinctAndTheLowestFreeOneIsTaken() {
+  void uidsAreDistinctAndHandedOutInOrder() {
     Ledger ledger = new Ledger(RANGE);
     assertThat(ledger.admit("ns/a", request(1), NODES, Set.of()).entry().hostUid()).isEqualTo(1000);
     assertThat(ledger.admit("ns/b", request(1), NODES, Set.of()).entry().hostUid()).isEqualTo(1001);
@@ -49,6 +49,59 @@ class LedgerTest {
     assertThat(none.uidProblem()).contains("all 3 host UIDs").contains("1000..1002");
     ledger.release("ns/b");
     assertThat(ledger.admit("ns/d", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1001);
+  }
+
+  @Test
+  void theUidJustFreedIsTheLastToComeBack() {
+    Ledger ledger = new Ledger(new UidRange(1000, 4));
+    ledger.admit("ns/a", request(0), NODES, Set.of()); // 1000
+    ledger.admit("ns/b", request(0), NODES, Set.of()); // 1001
+    ledger.release("ns/a");
+    assertThat(ledger.admit("ns/c", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1002);
+    assertThat(ledger.admit("ns/d", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1003);
+    assertThat(ledger.admit("ns/e", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1000);
+  }
+
+  @Test
+  void aQuarantinedUidGoesToNoVmUntilItsNodesAuditProvesItFree() {
+    Ledger ledger = new Ledger(new UidRange(1000, 2));
+    ledger.admit("ns/a", request(0), NODES, Set.of()); // 1000
+    ledger.release("ns/a");
+    ledger.quarantine(new UidQuarantine.Held(1000, "a", "2026-12-01T14:00:00Z", "ns/a", "force-deleted"));
+    assertThat(ledger.admit("ns/b", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1001);
+    Ledger.Admission none = ledger.admit("ns/c", request(0), NODES, Set.of());
+    assertThat(none.uidAssigned()).isFalse();
+    assertThat(none.uidProblem()).contains("quarantined (1 freed without proof");
+    var stale = new dev.vfiovm.api.UidAudit("2026-12-01T13:59:59Z", 1000, 2, List.of());
+    var live = new dev.vfiovm.api.UidAudit("2026-12-01T14:00:15Z", 1000, 2, List.of(1000L));
+    var clear = new dev.vfiovm.api.UidAudit("2026-12-01T14:00:30Z", 1000, 2, List.of());
+    assertThat(ledger.releaseQuarantined("a", stale)).isEmpty();
+    assertThat(ledger.releaseQuarantined("a", live)).isEmpty();
+    assertThat(ledger.admit("ns/c", request(0), NODES, Set.of()).uidAssigned()).isFalse();
+    assertThat(ledger.releaseQuarantined("a", clear)).hasSize(1);
+    assertThat(ledger.admit("ns/c", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1000);
+  }
+
+  @Test
+  void cursorAndQuarantineSurviveARestartThroughTheirState() {
+    Ledger before = new Ledger(new UidRange(1000, 5));
+    before.admit("ns/a", request(0), NODES, Set.of()); // 1000
+    before.admit("ns/b", request(0), NODES, Set.of()); // 1001
+    before.admit("ns/c", request(0), NODES, Set.of()); // 1002
+    before.release("ns/c");
+    before.quarantine(new UidQuarantine.Held(1001, "a", "2026-12-01T14:00:00Z", "ns/b", "node gone"));
+    before.release("ns/b");
+    UidQuarantine.State state = UidQuarantine.State.fromJson(before.state().toJson());
+    Ledger after = new Ledger(new UidRange(1000, 5));
+    after.restore("ns/a", before.get("ns/a"));
+    after.restoreState(state);
+    assertThat(after.quarantined()).extracting(UidQuarantine.Held::uid).containsExactly(1001L);
+    assertThat(after.admit("ns/d", request(0), NODES, Set.of()).entry().hostUid()).as("after the cursor").isEqualTo(1003);
+    // without a persisted cursor: after the highest UID held
+    Ledger fresh = new Ledger(new UidRange(1000, 5));
+    fresh.restore("ns/a", new Ledger.Entry(1002, "a", 0, List.of()));
+    fresh.restoreState(null);
+    assertThat(fresh.admit("ns/d", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1003);
   }
 
   @Test

@@ -57,7 +57,8 @@ class NodePodShapeTest {
     assertThat(pod.getMetadata().getAnnotations()).containsEntry("vfiovm.dev/vm", "team-a/db");
     assertThat(pod.getMetadata().getOwnerReferences()).isEmpty(); // cross-namespace owners are invalid
     assertThat(pod.getSpec().getNodeName()).isEqualTo("worker-1");
-    assertThat(pod.getSpec().getServiceAccountName()).isEqualTo("vfiovm-node");
+    assertThat(pod.getSpec().getServiceAccountName())
+        .isEqualTo(NodePodIdentity.name("vfiovm-node", "team-a", "db")).startsWith("vfiovm-node-db-");
     assertThat(pod.getSpec().getRestartPolicy()).isEqualTo("Never");
     Container c = pod.getSpec().getContainers().get(0);
     assertThat(c.getImage()).isEqualTo("example/vfiovm:1");

@@ -69,12 +69,25 @@ class OperatorRbacIT {
           VfioVm placed = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "vm"),
               v -> v.getStatus() != null && v.getStatus().getPhase() == Phase.Placed);
           await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "vm") != null);
+          // the pod's own identity, made under the restricted operator (RBAC escalation check passed)
+          String identity = NodePodIdentity.name("vfiovm-node", ns, "vm");
+          assertThat(cluster.podOf(ns, "vm").getSpec().getServiceAccountName()).isEqualTo(identity);
+          assertThat(admin.rbac().roles().inNamespace(nodePodNamespace).withName(identity).get().getRules())
+              .singleElement().satisfies(r -> assertThat(r.getResourceNames())
+                  .containsExactly(NodePodShape.podName(ns, "vm")));
+          assertThat(admin.rbac().roleBindings().inNamespace(nodePodNamespace).withName(identity).get()).isNotNull();
+          // the hand-out cursor went to the ConfigMap the operator may patch (and only that one)
+          await().atMost(TIMEOUT).until(() -> admin.configMaps().inNamespace(nodePodNamespace)
+              .withName(QuarantineStore.NAME).get().getData() != null);
           cluster.report(ns, "vm", report(AgentPhase.Running, placed.getStatus().getHostUid(), 2 * GI, GI));
           await().atMost(TIMEOUT).until(() -> cluster.get(ns, "vm").getStatus().getPhase() == Phase.Running);
           await().atMost(TIMEOUT).untilAsserted(() -> assertThat(cluster.eventReasons(ns, "vm"))
               .contains("Placed", "NodePodCreated", "Running"));
           cluster.deleteAllVms(ns);
           assertThat(cluster.eventReasons(ns, "vm")).contains("Released");
+          assertThat(admin.serviceAccounts().inNamespace(nodePodNamespace).withName(identity).get()).isNull();
+          assertThat(admin.rbac().roles().inNamespace(nodePodNamespace).withName(identity).get()).isNull();
+          assertThat(admin.rbac().roleBindings().inNamespace(nodePodNamespace).withName(identity).get()).isNull();
         } finally {
           admin.nodes().withName(node).delete();
         }

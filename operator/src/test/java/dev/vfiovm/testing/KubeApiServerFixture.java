@@ -187,9 +187,36 @@ public final class KubeApiServerFixture {
   public static void finishPodDeletions(KubernetesClient client, String namespace) {
     for (Pod pod : client.pods().inNamespace(namespace).list().getItems()) {
       if (pod.getMetadata().getDeletionTimestamp() != null) {
+        // as the kubelet: first report every container terminated, then remove the pod
+        try {
+          client.pods().inNamespace(namespace).withName(pod.getMetadata().getName()).editStatus(p -> {
+            p.setStatus(terminated(p));
+            return p;
+          });
+        } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+          if (e.getCode() != 404 && e.getCode() != 409) {
+            throw e;
+          }
+        }
         client.pods().inNamespace(namespace).withName(pod.getMetadata().getName()).withGracePeriod(0).delete();
       }
     }
+  }
+
+  /** The status the kubelet reports once every container of the pod has stopped. */
+  public static io.fabric8.kubernetes.api.model.PodStatus terminated(Pod pod) {
+    var status = new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Failed");
+    for (var c : pod.getSpec().getInitContainers()) {
+      status.addNewInitContainerStatus().withName(c.getName()).withImage(c.getImage()).withImageID("")
+          .withReady(false).withRestartCount(0).withNewState().withNewTerminated().withExitCode(0)
+          .withReason("Completed").endTerminated().endState().endInitContainerStatus();
+    }
+    for (var c : pod.getSpec().getContainers()) {
+      status.addNewContainerStatus().withName(c.getName()).withImage(c.getImage()).withImageID("")
+          .withReady(false).withRestartCount(0).withNewState().withNewTerminated().withExitCode(143)
+          .withReason("Error").endTerminated().endState().endContainerStatus();
+    }
+    return status.build();
   }
 
   /** Applies a resource server-side as the given manager. */

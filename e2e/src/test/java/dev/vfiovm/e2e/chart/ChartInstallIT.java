@@ -66,7 +66,7 @@ class ChartInstallIT {
     Deployment deployment = admin.apps().deployments().inNamespace(namespace).withName(fullname).get();
     assertThat(deployment.getSpec().getTemplate().getSpec().getContainers().get(0).getArgs())
         .containsExactly("operator");
-    assertThat(admin.serviceAccounts().inNamespace(namespace).withName("vfiovm-node").get()).isNotNull();
+    assertThat(admin.configMaps().inNamespace(namespace).withName("vfiovm-uid-quarantine").get()).isNotNull();
     assertThat(admin.rbac().clusterRoles().withName(fullname).get()).isNotNull();
     assertThat(Helm.list().withNamespace("default").withKubeConfig(kubeconfig).all().call())
         .anySatisfy(r -> assertThat(r.getName()).isEqualTo(release));

@@ -10,10 +10,13 @@ import dev.vfiovm.api.NodeAgentReport.AgentPhase;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmSpec;
+import dev.vfiovm.controller.NodePodIdentity;
+import dev.vfiovm.controller.NodePodShape;
 import dev.vfiovm.controller.OperatorSettings;
 import dev.vfiovm.controller.VfioVmOperator;
 import dev.vfiovm.testing.KubeApiServerFixture;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
+import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.api.model.Namespace;
 import io.fabric8.kubernetes.api.model.Node;
@@ -29,6 +32,8 @@ import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -60,7 +65,8 @@ class ChartRbacIT {
   static String nodeName;
   static KubernetesClient admin;
   static KubernetesClient asOperator;
-  static KubernetesClient asNodeAgent;
+  static String identityNamespace;
+  static KubernetesClient asVmA;
   static VfioVmOperator operator;
 
   @BeforeAll
@@ -84,7 +90,6 @@ class ChartRbacIT {
     String serviceAccount = chart.get(io.fabric8.kubernetes.api.model.apps.Deployment.class, fullname)
         .getSpec().getTemplate().getSpec().getServiceAccountName();
     asOperator = impersonating(operatorNamespace, serviceAccount);
-    asNodeAgent = impersonating(operatorNamespace, "vfiovm-node");
 
     nodeName = "rbac-node-" + suffix;
     createNode(nodeName, "64Mi");
@@ -95,6 +100,31 @@ class ChartRbacIT {
             .withHostReserve(0);
     // with leader election, as the chart runs it: the lease in the operator namespace needs the Role too
     operator = VfioVmOperator.start(asOperator, settings, 0, operatorNamespace);
+
+    // two VMs whose node pods' identities the forbidden-request tests use: A's token against B's pod
+    identityNamespace = KubeApiServerFixture.createNamespace(admin, "rbac-ident");
+    for (String name : List.of("ida", "idb")) {
+      admin.resources(VfioVm.class).resource(tinyVm(identityNamespace, name)).create();
+    }
+    for (String name : List.of("ida", "idb")) {
+      await("node pod of " + name).atMost(TIMEOUT).until(() -> podOf(identityNamespace, name), p -> p != null);
+    }
+    asVmA = impersonating(operatorNamespace, NodePodIdentity.name("vfiovm-node", identityNamespace, "ida"));
+  }
+
+  static VfioVm tinyVm(String namespace, String name) {
+    VfioVm vm = new VfioVm();
+    vm.setMetadata(new ObjectMetaBuilder().withNamespace(namespace).withName(name).build());
+    VfioVmSpec spec = new VfioVmSpec();
+    spec.setMemory("2Mi");
+    spec.setDmaBackend(DmaBackend.IoUring);
+    spec.setNodeName(nodeName); // the API server is shared with other tests and their nodes
+    vm.setSpec(spec);
+    return vm;
+  }
+
+  static Pod podOf(String vmNamespace, String vmName) {
+    return admin.pods().inNamespace(operatorNamespace).withName(NodePodShape.podName(vmNamespace, vmName)).get();
   }
 
   @AfterAll
@@ -102,7 +132,7 @@ class ChartRbacIT {
     if (operator != null) {
       operator.close();
     }
-    for (KubernetesClient c : new KubernetesClient[] {asOperator, asNodeAgent, admin}) {
+    for (KubernetesClient c : new KubernetesClient[] {asOperator, asVmA, admin}) {
       if (c != null) {
         c.close();
       }
@@ -124,12 +154,16 @@ class ChartRbacIT {
     // placed: UID and node in status (vfiovms/status), finalizer (vfiovms patch), node pod created (pods)
     Pod pod = await("node pod created by the operator").atMost(TIMEOUT).until(() -> nodePod(vmNamespace), p -> p != null);
     assertThat(pod.getMetadata().getNamespace()).isEqualTo(operatorNamespace);
-    assertThat(pod.getSpec().getServiceAccountName()).isEqualTo("vfiovm-node");
+    String identity = NodePodIdentity.name("vfiovm-node", vmNamespace, "vm1");
+    assertThat(pod.getSpec().getServiceAccountName()).isEqualTo(identity);
+    assertThat(admin.serviceAccounts().inNamespace(operatorNamespace).withName(identity).get()).isNotNull();
+    assertThat(admin.rbac().roles().inNamespace(operatorNamespace).withName(identity).get()).isNotNull();
+    assertThat(admin.rbac().roleBindings().inNamespace(operatorNamespace).withName(identity).get()).isNotNull();
     VfioVm placed = awaitVm(vmNamespace, v -> v.getStatus() != null && v.getStatus().getHostUid() != null
         && nodeName.equals(v.getStatus().getNodeName()));
     assertThat(placed.getMetadata().getFinalizers()).isNotEmpty();
 
-    // the agent reports through its own pod's annotation, as the node pods' ServiceAccount
+    // the agent reports through its own pod's annotation, as its VM's own ServiceAccount
     NodeAgentReport report = new NodeAgentReport();
     report.setPhase(AgentPhase.Running);
     report.setVm(vmNamespace + "/vm1");
@@ -138,9 +172,11 @@ class ChartRbacIT {
     report.setPinnedBytes(2 * MI);
     report.setDmaBackend("IoUring");
     report.setAccounting("PerUser");
-    asNodeAgent.pods().inNamespace(operatorNamespace).withName(pod.getMetadata().getName())
-        .edit(p -> new PodBuilder(p).editMetadata()
-            .addToAnnotations(NodeAgentReport.POD_ANNOTATION, Serialization.asJson(report)).endMetadata().build());
+    try (KubernetesClient asAgent = impersonating(operatorNamespace, identity)) {
+      asAgent.pods().inNamespace(operatorNamespace).withName(pod.getMetadata().getName())
+          .edit(p -> new PodBuilder(p).editMetadata()
+              .addToAnnotations(NodeAgentReport.POD_ANNOTATION, Serialization.asJson(report)).endMetadata().build());
+    }
 
     VfioVm running = awaitVm(vmNamespace, v -> v.getStatus() != null && v.getStatus().getPhase() == Phase.Running);
     assertThat(running.getStatus().getPinnedBytes()).isEqualTo(2 * MI);
@@ -158,6 +194,10 @@ class ChartRbacIT {
         .withGracePeriod(0).delete();
     await("finalizer removed, VM gone").atMost(TIMEOUT)
         .until(() -> admin.resources(VfioVm.class).inNamespace(vmNamespace).withName("vm1").get() == null);
+    // its identity went with its pod
+    assertThat(admin.serviceAccounts().inNamespace(operatorNamespace).withName(identity).get()).isNull();
+    assertThat(admin.rbac().roles().inNamespace(operatorNamespace).withName(identity).get()).isNull();
+    assertThat(admin.rbac().roleBindings().inNamespace(operatorNamespace).withName(identity).get()).isNull();
   }
 
   @Test
@@ -213,37 +253,257 @@ class ChartRbacIT {
     "get,      '',                  secrets,            operator,   false",
     "get,      '',                  configmaps,         operator,   false",
     "create,   apps,                deployments,        operator,   false",
-    "create,   rbac.authorization.k8s.io, rolebindings, operator,   false",
+    "create,   '',                  serviceaccounts,    operator,   true",
+    "delete,   '',                  serviceaccounts,    operator,   true",
+    "create,   rbac.authorization.k8s.io, roles,        operator,   true",
+    "create,   rbac.authorization.k8s.io, rolebindings, operator,   true",
+    "delete,   rbac.authorization.k8s.io, rolebindings, operator,   true",
+    "create,   '',                  serviceaccounts,    users,      false",
+    "create,   rbac.authorization.k8s.io, rolebindings, users,      false",
+    "create,   rbac.authorization.k8s.io, clusterroles, '',         false",
+    "create,   rbac.authorization.k8s.io, clusterrolebindings, '',  false",
+    "create,   '',                  serviceaccounts/token, operator, false",
+    "create,   '',                  configmaps,         operator,   false",
   })
   void operatorPermissionsAreExactlyTheListedOnes(
       String verb, String group, String resource, String namespace, boolean allowed) {
     assertThat(can(asOperator, verb, group, resource, namespaceFor(namespace))).isEqualTo(allowed);
   }
 
-  @ParameterizedTest(name = "node agent {0} {1} in {2}: {3}")
-  @CsvSource({
-    "get,    pods,    operator, true",
-    "patch,  pods,    operator, true",
-    "delete, pods,    operator, false",
-    "create, pods,    operator, false",
-    "list,   pods,    operator, false",
-    "get,    pods,    users,    false",
-    "patch,  pods,    users,    false",
-    "get,    secrets, operator, false",
-    "get,    nodes,   '',       false",
-  })
-  void nodeAgentMayOnlyReadAndPatchPodsInTheOperatorNamespace(
-      String verb, String resource, String namespace, boolean allowed) {
-    assertThat(can(asNodeAgent, verb, "", resource, namespaceFor(namespace))).isEqualTo(allowed);
+  @Test
+  void theOperatorMayTouchOnlyTheQuarantineConfigMapAndCannotGrantWhatItLacks() {
+    assertThat(can(asOperator, "get", "", "configmaps", operatorNamespace, "vfiovm-uid-quarantine")).isTrue();
+    assertThat(can(asOperator, "patch", "", "configmaps", operatorNamespace, "vfiovm-uid-quarantine")).isTrue();
+    assertThat(can(asOperator, "get", "", "configmaps", operatorNamespace, "kube-root-ca.crt")).isFalse();
+    assertThat(can(asOperator, "delete", "", "configmaps", operatorNamespace, "vfiovm-uid-quarantine")).isFalse();
+    // the RBAC escalation check: a Role granting what the operator does not hold is refused
+    assertForbidden(() -> asOperator.rbac().roles().inNamespace(operatorNamespace).resource(
+        new io.fabric8.kubernetes.api.model.rbac.RoleBuilder().withNewMetadata().withName("grab").endMetadata()
+            .addNewRule().withApiGroups("").withResources("secrets").withVerbs("get").endRule().build()).create());
+    assertForbidden(() -> asOperator.rbac().roleBindings().inNamespace(operatorNamespace).resource(
+        new io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder().withNewMetadata().withName("grab").endMetadata()
+            .withNewRoleRef().withApiGroup("rbac.authorization.k8s.io").withKind("ClusterRole").withName("admin")
+            .endRoleRef().addNewSubject().withKind("ServiceAccount").withName("x").withNamespace(operatorNamespace)
+            .endSubject().build()).create());
   }
 
   @Test
-  void nodeAgentCannotDeleteItsPodOrReadSecrets() {
-    admin.pods().inNamespace(operatorNamespace).resource(pod("agent-target")).create();
+  void aNodePodsIdentityMayGetAndPatchItsOwnPodOnly() {
+    String own = NodePodShape.podName(identityNamespace, "ida");
+    String other = NodePodShape.podName(identityNamespace, "idb");
+    admin.pods().inNamespace(operatorNamespace).resource(pod("unrelated")).create();
+    var pods = asVmA.pods().inNamespace(operatorNamespace);
 
-    assertForbidden(() -> asNodeAgent.pods().inNamespace(operatorNamespace).withName("agent-target").delete());
-    assertForbidden(() -> asNodeAgent.secrets().inNamespace(operatorNamespace).list());
-    assertThat(asNodeAgent.pods().inNamespace(operatorNamespace).withName("agent-target").get()).isNotNull();
+    // what the agent does: read its pod, merge-patch its report annotation
+    assertThat(pods.withName(own).get().getMetadata().getName()).isEqualTo(own);
+    pods.withName(own).patch(PatchContext.of(PatchType.JSON_MERGE),
+        "{\"metadata\":{\"annotations\":{\"vfiovm.dev/probe\":\"own\"}}}");
+    assertThat(admin.pods().inNamespace(operatorNamespace).withName(own).get().getMetadata().getAnnotations())
+        .containsEntry("vfiovm.dev/probe", "own");
+
+    for (String target : List.of(other, "unrelated")) {
+      assertForbidden(() -> pods.withName(target).get());
+      assertForbidden(() -> pods.withName(target).patch(PatchContext.of(PatchType.JSON_MERGE),
+          "{\"metadata\":{\"annotations\":{\"vfiovm.dev/probe\":\"a\"}}}"));
+      assertForbidden(() -> pods.withName(target).delete());
+    }
+    assertForbidden(() -> pods.withName(own).delete());
+    assertForbidden(() -> pods.list());
+    assertForbidden(() -> asVmA.pods().inAnyNamespace().list());
+    assertForbidden(() -> pods.resource(pod("intruder")).create());
+    assertForbidden(() -> asVmA.pods().inNamespace(identityNamespace).resource(pod("intruder")).create());
+    assertForbidden(() -> asVmA.secrets().inNamespace(operatorNamespace).list());
+    assertForbidden(() -> asVmA.secrets().inNamespace(operatorNamespace).withName("s-ident").get());
+    assertForbidden(() -> asVmA.configMaps().inNamespace(operatorNamespace).withName("vfiovm-uid-quarantine").get());
+    assertForbidden(() -> asVmA.configMaps().inNamespace(operatorNamespace).list());
+    assertForbidden(() -> asVmA.configMaps().inNamespace(operatorNamespace).resource(
+        new ConfigMapBuilder().withNewMetadata().withName("c").endMetadata().build()).create());
+    assertForbidden(() -> asVmA.resources(VfioVm.class).inNamespace(identityNamespace).withName("ida").get());
+    assertForbidden(() -> asVmA.resources(VfioVm.class).inAnyNamespace().list());
+    assertForbidden(() -> asVmA.resources(VfioVm.class).inNamespace(identityNamespace).resource(
+        tinyVm(identityNamespace, "spawned")).create());
+    assertForbidden(() -> asVmA.nodes().list());
+    assertForbidden(() -> asVmA.nodes().withName(nodeName).get());
+    assertForbidden(() -> asVmA.serviceAccounts().inNamespace(operatorNamespace).list());
+    assertForbidden(() -> asVmA.rbac().roleBindings().inNamespace(operatorNamespace).list());
+    assertForbidden(() -> asVmA.leases().inNamespace(operatorNamespace).withName(VfioVmOperator.LEASE_NAME).get());
+    assertThat(admin.pods().inNamespace(operatorNamespace).withName(other).get().getMetadata().getAnnotations())
+        .as("B's pod untouched").doesNotContainKey("vfiovm.dev/probe");
+  }
+
+  @ParameterizedTest(name = "VM A's node pod {0} {1}/{2} {3}: {4}")
+  @CsvSource({
+    // verb,  group,      resource,             name,      allowed
+    "get,     '',         pods,                 own,       true",
+    "patch,   '',         pods,                 own,       true",
+    "update,  '',         pods,                 own,       false",
+    "delete,  '',         pods,                 own,       false",
+    "get,     '',         pods,                 other,     false",
+    "patch,   '',         pods,                 other,     false",
+    "delete,  '',         pods,                 other,     false",
+    "list,    '',         pods,                 '',        false",
+    "watch,   '',         pods,                 '',        false",
+    "create,  '',         pods,                 '',        false",
+    "create,  '',         pods/exec,            own,       false",
+    "create,  '',         pods/exec,            other,     false",
+    "get,     '',         pods/exec,            other,     false",
+    "create,  '',         pods/attach,          other,     false",
+    "create,  '',         pods/portforward,     other,     false",
+    "create,  '',         pods/eviction,        other,     false",
+    "get,     '',         pods/log,             other,     false",
+    "patch,   '',         pods/status,          own,       false",
+    "patch,   '',         pods/status,          other,     false",
+    "get,     '',         secrets,              '',        false",
+    "list,    '',         secrets,              '',        false",
+    "get,     '',         configmaps,           '',        false",
+    "create,  '',         serviceaccounts/token, '',       false",
+    "get,     vfiovm.dev, vfiovms,              '',        false",
+    "patch,   vfiovm.dev, vfiovms/status,       '',        false",
+    "get,     '',         nodes,                '',        false",
+    "patch,   '',         nodes,                '',        false",
+    "create,  rbac.authorization.k8s.io, rolebindings, '', false",
+  })
+  void aNodePodsIdentityHasExactlyItsOwnPodsGetAndPatch(
+      String verb, String group, String resource, String name, boolean allowed) {
+    String target = switch (name) {
+      case "own" -> NodePodShape.podName(identityNamespace, "ida");
+      case "other" -> NodePodShape.podName(identityNamespace, "idb");
+      default -> null;
+    };
+    String namespace = resource.equals("nodes") ? null : operatorNamespace;
+    assertThat(can(asVmA, verb, group, resource, namespace, target)).isEqualTo(allowed);
+    if (namespace != null) {
+      assertThat(can(asVmA, verb, group, resource, identityNamespace, target)).as("in the VM's namespace").isFalse();
+    }
+  }
+
+  @Test
+  void aDeletedVmsIdentityIsGoneAndItsTokenGrantsNothing() {
+    String ns = KubeApiServerFixture.createNamespace(admin, "rbac-gone");
+    admin.resources(VfioVm.class).resource(tinyVm(ns, "brief")).create();
+    Pod pod = await().atMost(TIMEOUT).until(() -> podOf(ns, "brief"), p -> p != null);
+    String identity = NodePodIdentity.name("vfiovm-node", ns, "brief");
+    try (KubernetesClient asBrief = impersonating(operatorNamespace, identity)) {
+      assertThat(asBrief.pods().inNamespace(operatorNamespace).withName(pod.getMetadata().getName()).get()).isNotNull();
+      admin.resources(VfioVm.class).inNamespace(ns).withName("brief").delete();
+      await().atMost(TIMEOUT).until(() -> {
+        KubeApiServerFixture.finishPodDeletions(admin, operatorNamespace);
+        return admin.resources(VfioVm.class).inNamespace(ns).withName("brief").get() == null;
+      });
+      assertThat(admin.serviceAccounts().inNamespace(operatorNamespace).withName(identity).get()).isNull();
+      assertThat(can(asBrief, "get", "", "pods", operatorNamespace, pod.getMetadata().getName())).isFalse();
+    }
+  }
+
+  @Test
+  void anOrphanedIdentityIsDeletedWhenTheOperatorStarts() throws Exception {
+    // an identity whose VfioVm is gone (say, its finalizer was removed by hand while the operator was down)
+    VfioVm ghost = tinyVm("rbac-ghost-" + suffix, "ghost");
+    OperatorSettings settings = OperatorSettings.defaults(operatorNamespace, "vfiovm/operator:test");
+    for (HasMetadata o : NodePodIdentity.desired(ghost, settings).all()) {
+      apply(o);
+    }
+    String name = NodePodIdentity.name(ghost, settings);
+    assertThat(admin.serviceAccounts().inNamespace(operatorNamespace).withName(name).get()).isNotNull();
+    operator.close();
+    operator = VfioVmOperator.start(asOperator, settings.withMemlockOverhead(MI).withHostReserve(0), 0,
+        operatorNamespace);
+    await("orphaned identity deleted").atMost(TIMEOUT).until(() ->
+        admin.serviceAccounts().inNamespace(operatorNamespace).withName(name).get() == null
+            && admin.rbac().roles().inNamespace(operatorNamespace).withName(name).get() == null
+            && admin.rbac().roleBindings().inNamespace(operatorNamespace).withName(name).get() == null);
+    // the live VMs' identities stay
+    assertThat(admin.serviceAccounts().inNamespace(operatorNamespace)
+        .withName(NodePodIdentity.name("vfiovm-node", identityNamespace, "ida")).get()).isNotNull();
+  }
+
+  /**
+   * A tenant with only VfioVm rights in a restricted namespace: no pod, ServiceAccount or binding anywhere, and
+   * a VfioVm naming a program does not keep it: the CRD's structural schema prunes unknown fields, so the node
+   * pod the operator makes runs the operator's image with the node-agent arguments only.
+   */
+  @Test
+  void aTenantWithOnlyVfioVmRightsCanMakeNothingRunOutsideTheSandbox() {
+    String tenant = "tenant-" + suffix;
+    admin.namespaces().resource(new io.fabric8.kubernetes.api.model.NamespaceBuilder().withNewMetadata()
+        .withName(tenant).addToLabels("pod-security.kubernetes.io/enforce", "restricted").endMetadata().build())
+        .create();
+    apply(new io.fabric8.kubernetes.api.model.rbac.RoleBuilder().withNewMetadata().withName("vfiovm-tenant")
+        .withNamespace(tenant).endMetadata()
+        .addNewRule().withApiGroups("vfiovm.dev").withResources("vfiovms").withVerbs("create", "get", "update")
+        .endRule().build());
+    apply(new io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder().withNewMetadata().withName("vfiovm-tenant")
+        .withNamespace(tenant).endMetadata()
+        .withNewRoleRef().withApiGroup("rbac.authorization.k8s.io").withKind("Role").withName("vfiovm-tenant")
+        .endRoleRef().addNewSubject().withKind("User").withApiGroup("rbac.authorization.k8s.io")
+        .withName("alice-" + suffix).endSubject().build());
+    Config config = Config.fromKubeconfig(KubeApiServerFixture.kubeConfigYaml());
+    config.setImpersonateUsername("alice-" + suffix);
+    config.setImpersonateGroups("system:authenticated");
+    try (KubernetesClient asTenant = new KubernetesClientBuilder().withConfig(config).build()) {
+      for (String ns : List.of(operatorNamespace, tenant)) {
+        assertForbidden(() -> asTenant.pods().inNamespace(ns).resource(pod("tenant-pod")).create());
+        assertForbidden(() -> asTenant.serviceAccounts().inNamespace(ns).resource(
+            new io.fabric8.kubernetes.api.model.ServiceAccountBuilder().withNewMetadata().withName("sa").endMetadata()
+                .build()).create());
+        assertForbidden(() -> asTenant.rbac().roleBindings().inNamespace(ns).resource(
+            new io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder().withNewMetadata().withName("rb")
+                .endMetadata().withNewRoleRef().withApiGroup("rbac.authorization.k8s.io").withKind("ClusterRole")
+                .withName("admin").endRoleRef().addNewSubject().withKind("User")
+                .withApiGroup("rbac.authorization.k8s.io").withName("alice-" + suffix).endSubject().build()).create());
+        assertThat(can(asTenant, "create", "", "pods/exec", ns, null)).isFalse();
+        assertThat(can(asTenant, "patch", "vfiovm.dev", "vfiovms/status", ns, null)).isFalse();
+      }
+      assertThat(can(asTenant, "patch", "", "configmaps", operatorNamespace, "vfiovm-uid-quarantine")).isFalse();
+
+      // a VfioVm that names programs to run: every such field is pruned by the API server
+      GenericKubernetesResource raw = Serialization.unmarshal("""
+          apiVersion: vfiovm.dev/v1
+          kind: VfioVm
+          metadata:
+            name: sneaky
+          spec:
+            memory: 2Mi
+            dmaBackend: IoUring
+            nodeName: %s
+            vmCommand: ["/bin/sh", "-c", "cat /var/run/secrets/kubernetes.io/serviceaccount/token"]
+            vmm: /bin/sh
+            qemu: /tmp/evil-qemu
+            command: ["/bin/sh"]
+            image: evil/image
+            boot:
+              cmdline: console=ttyS0
+              firmware: /bin/sh
+          """.formatted(nodeName), GenericKubernetesResource.class);
+      GenericKubernetesResource created = asTenant.genericKubernetesResources("vfiovm.dev/v1", "VfioVm")
+          .inNamespace(tenant).resource(raw).create();
+      GenericKubernetesResource read = asTenant.genericKubernetesResources("vfiovm.dev/v1", "VfioVm")
+          .inNamespace(tenant).withName("sneaky").get();
+      for (GenericKubernetesResource r : List.of(created, read)) {
+        @SuppressWarnings("unchecked")
+        Map<String, Object> spec = (Map<String, Object>) r.getAdditionalProperties().get("spec");
+        assertThat(spec).doesNotContainKeys("vmCommand", "vmm", "qemu", "command", "image");
+        assertThat(spec).containsEntry("memory", "2Mi");
+        @SuppressWarnings("unchecked")
+        Map<String, Object> boot = (Map<String, Object>) spec.get("boot");
+        assertThat(boot).doesNotContainKey("firmware");
+      }
+      Pod pod = await().atMost(TIMEOUT).until(() -> podOf(tenant, "sneaky"), p -> p != null);
+      assertThat(pod.getSpec().getContainers()).allSatisfy(c -> {
+        assertThat(c.getImage()).isEqualTo("vfiovm/operator:test");
+        assertThat(c.getCommand()).isNullOrEmpty();
+        assertThat(String.join(" ", c.getArgs())).doesNotContain("/bin/sh").doesNotContain("evil")
+            .doesNotContain("--vm-command").startsWith("node-agent ");
+      });
+      assertThat(pod.getSpec().getInitContainers()).isEmpty();
+      assertThat(admin.pods().inNamespace(tenant).list().getItems()).as("nothing runs in the tenant's namespace")
+          .isEmpty();
+      admin.resources(VfioVm.class).inNamespace(tenant).withName("sneaky").delete();
+      await().atMost(TIMEOUT).until(() -> {
+        KubeApiServerFixture.finishPodDeletions(admin, operatorNamespace);
+        return admin.resources(VfioVm.class).inNamespace(tenant).withName("sneaky").get() == null;
+      });
+    }
   }
 
   // --- helpers
@@ -270,6 +530,11 @@ class ChartRbacIT {
   }
 
   static boolean can(KubernetesClient client, String verb, String group, String resource, String namespace) {
+    return can(client, verb, group, resource, namespace, null);
+  }
+
+  static boolean can(KubernetesClient client, String verb, String group, String resource, String namespace,
+      String name) {
     String[] parts = resource.split("/", 2);
     SelfSubjectAccessReview review =
         new SelfSubjectAccessReviewBuilder()
@@ -280,6 +545,7 @@ class ChartRbacIT {
             .withResource(parts[0])
             .withSubresource(parts.length > 1 ? parts[1] : null)
             .withNamespace(namespace)
+            .withName(name)
             .endResourceAttributes()
             .endSpec()
             .build();

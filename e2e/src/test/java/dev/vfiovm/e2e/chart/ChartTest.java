@@ -89,7 +89,11 @@ class ChartTest {
     assertThat(operator.getResources().getRequests()).containsKeys("cpu", "memory");
     assertThat(deployment.getSpec().getStrategy()).isNull();
 
-    assertThat(chart.get(ServiceAccount.class, "vfiovm-node").getMetadata().getNamespace()).isEqualTo(NS);
+    assertThat(chart.find(ServiceAccount.class, "vfiovm-node")).as("no shared node-pod ServiceAccount").isEmpty();
+    var quarantine = chart.get(io.fabric8.kubernetes.api.model.ConfigMap.class, "vfiovm-uid-quarantine");
+    assertThat(quarantine.getMetadata().getNamespace()).isEqualTo(NS);
+    assertThat(quarantine.getData()).as("the operator alone writes the data; an upgrade keeps it").isNullOrEmpty();
+    assertThat(quarantine.getMetadata().getAnnotations()).containsEntry("helm.sh/resource-policy", "keep");
     Service metrics = chart.get(Service.class, FULLNAME + "-metrics");
     assertThat(metrics.getSpec().getSelector())
         .isEqualTo(deployment.getSpec().getSelector().getMatchLabels());
@@ -111,17 +115,19 @@ class ChartTest {
             "/nodes: get,list,watch");
     assertThat(rules(chart.get(Role.class, FULLNAME).getRules()))
         .containsExactlyInAnyOrder(
-            "/pods: get,list,watch,create,delete,patch", "coordination.k8s.io/leases: get,create,update,patch");
-    assertThat(rules(chart.get(Role.class, "vfiovm-node").getRules())).containsExactly("/pods: get,patch");
+            "/pods: get,list,watch,create,delete,patch", "coordination.k8s.io/leases: get,create,update,patch",
+            "/serviceaccounts: get,list,create,patch,delete",
+            "rbac.authorization.k8s.io/roles: get,list,create,patch,delete",
+            "rbac.authorization.k8s.io/rolebindings: get,list,create,patch,delete",
+            "/configmaps[vfiovm-uid-quarantine]: get,patch");
+    assertThat(chart.find(Role.class, "vfiovm-node")).as("no shared node-pod Role: one per VM").isEmpty();
+    assertThat(chart.find(RoleBinding.class, "vfiovm-node")).isEmpty();
 
     ClusterRoleBinding clusterBinding = chart.get(ClusterRoleBinding.class, FULLNAME);
     assertThat(clusterBinding.getSubjects())
         .singleElement()
         .satisfies(s -> assertThat(s.getName() + "@" + s.getNamespace()).isEqualTo(FULLNAME + "@" + NS));
     assertThat(chart.get(RoleBinding.class, FULLNAME).getRoleRef().getName()).isEqualTo(FULLNAME);
-    assertThat(chart.get(RoleBinding.class, "vfiovm-node").getSubjects())
-        .singleElement()
-        .satisfies(s -> assertThat(s.getName()).isEqualTo("vfiovm-node"));
   }
 
   @Test
@@ -168,9 +174,6 @@ class ChartTest {
         .containsEntry("VFIOVM_LOG_LEVEL", "debug");
     assertThat(operator.getPorts().get(0).getContainerPort()).isEqualTo(9090);
     assertThat(deployment.getSpec().getTemplate().getSpec().getServiceAccountName()).isEqualTo("boss");
-    assertThat(chart.get(ServiceAccount.class, "agents").getMetadata().getNamespace())
-        .isEqualTo(ChartRendering.RELEASE_NAMESPACE);
-    assertThat(chart.get(RoleBinding.class, "agents").getSubjects().get(0).getName()).isEqualTo("agents");
     assertThat(chart.get(ClusterRoleBinding.class, "vvm").getSubjects().get(0).getName()).isEqualTo("boss");
 
     GenericKubernetesResource monitor = chart.get(GenericKubernetesResource.class, "vvm");
@@ -261,7 +264,10 @@ class ChartTest {
                     .flatMap(
                         g ->
                             r.getResources().stream()
-                                .map(res -> g + "/" + res + ": " + String.join(",", r.getVerbs()))))
+                                .map(res -> g + "/" + res
+                                    + (r.getResourceNames() == null || r.getResourceNames().isEmpty() ? ""
+                                        : "[" + String.join(",", r.getResourceNames()) + "]")
+                                    + ": " + String.join(",", r.getVerbs()))))
         .toList();
   }
 }

@@ -178,7 +178,8 @@ class VfioVmClusterE2E {
       assertThat(report.getHostUid()).isEqualTo(status.getHostUid());
       assertThat(report.getPinnedBytes()).isEqualTo(settings.vmMemoryBytes());
       assertThat(pod.getSpec().getNodeName()).isEqualTo(status.getNodeName());
-      assertThat(pod.getSpec().getServiceAccountName()).isEqualTo("vfiovm-node");
+      assertThat(pod.getSpec().getServiceAccountName()).as("the VM's own node-pod identity")
+          .isEqualTo(dev.vfiovm.controller.NodePodIdentity.name("vfiovm-node", vmNamespace, vm.getMetadata().getName()));
       assertThat(pod.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isTrue();
     }
 

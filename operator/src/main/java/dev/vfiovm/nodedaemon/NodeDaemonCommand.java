@@ -97,6 +97,8 @@ public final class NodeDaemonCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", logLevel.toLowerCase());
     System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
+    // grpc-netty sets SO_KEEPALIVE on every channel, which unix sockets do not have: one warning per connection
+    System.setProperty("org.slf4j.simpleLogger.log.io.grpc.netty.shaded.io.netty.bootstrap", "error");
     Logger log = org.slf4j.LoggerFactory.getLogger(NodeDaemonCommand.class);
     boolean audit = !auditInterval.isZero();
     if (audit && nodeName.isBlank()) {

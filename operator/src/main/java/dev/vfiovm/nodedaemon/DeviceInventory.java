@@ -1,5 +1,6 @@
 package dev.vfiovm.nodedaemon;
 
+import dev.vfiovm.api.DeviceResources;
 import dev.vfiovm.node.DevicePath;
 import dev.vfiovm.node.DeviceResolutionException;
 import dev.vfiovm.node.SysfsDevices;
@@ -25,8 +26,7 @@ import java.util.stream.Stream;
  * </ul>
  */
 public final class DeviceInventory {
-  public static final String IOMMU_RESOURCE = "vfiovm.dev/iommu";
-  public static final String PCI_RESOURCE_PREFIX = "vfiovm.dev/pci-";
+  public static final String IOMMU_RESOURCE = DeviceResources.IOMMU;
   public static final String IOMMU_DEVICE = "/dev/iommu";
   public static final int DEFAULT_IOMMU_SLOTS = 64;
 
@@ -51,7 +51,7 @@ public final class DeviceInventory {
 
   /** {@code vfiovm.dev/pci-0000-00-03.0} for PCI address 0000:00:03.0 (":" becomes "-"). */
   public static String pciResource(String pciAddress) {
-    return PCI_RESOURCE_PREFIX + SysfsDevices.normalize(pciAddress).replace(':', '-');
+    return DeviceResources.pci(SysfsDevices.normalize(pciAddress));
   }
 
   /** Resource name -> its devices, the IOMMU first, then the PCI devices by address. Pure. */

@@ -105,7 +105,7 @@ class NodePodShapeTest {
       vm.getSpec().setDmaBackend(backend);
       assertThat(hostPaths(pod(vm))).as(backend.name()).isEmpty();
     }
-    VfioVm auto = vm("0000:3b:00.0", "3b:00.1");
+    VfioVm auto = vm("0000:3b:00.0", "0000:3b:00.1");
     Container c = pod(auto).getSpec().getContainers().get(0);
     assertThat(c.getResources().getRequests()).containsOnlyKeys(
         "memory", "vfiovm.dev/iommu", "vfiovm.dev/pci-0000-3b-00.0", "vfiovm.dev/pci-0000-3b-00.1");

@@ -379,11 +379,18 @@ class VfioVmClusterE2E {
     vm.setMetadata(new ObjectMetaBuilder().withName("no-such-device").withNamespace(vmNamespace).build());
     vm.setSpec(spec);
     VfioVm created = vms().inNamespace(vmNamespace).resource(vm).create();
-    VfioVm pending = awaitPhase(List.of(created), Phase.Pending).get(0);
-    Condition placed = condition(pending, "Placed").orElseThrow();
-    assertThat(placed.getStatus()).isEqualTo("False");
-    assertThat(placed.getReason()).isEqualTo("MissingDeviceResource");
-    assertThat(placed.getMessage()).contains("vfiovm.dev/pci-0000-ff-1f.7").contains("status.allocatable");
+    await("Placed=False MissingDeviceResource").atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          VfioVm now = get(created);
+          assertThat(now.getStatus()).isNotNull();
+          Condition placed = condition(now, "Placed").orElseThrow();
+          assertThat(placed.getStatus()).isEqualTo("False");
+          assertThat(placed.getReason()).isEqualTo("MissingDeviceResource");
+          assertThat(placed.getMessage()).contains("vfiovm.dev/pci-0000-ff-1f.7").contains("status.allocatable");
+        });
+    VfioVm pending = get(created);
+    assertThat(pending.getStatus().getPhase()).as("waits: the device may be bound to vfio-pci later")
+        .isEqualTo(Phase.Pending);
     assertThat(nodePods(pending)).as("no node pod for an unplaceable VM").isEmpty();
     deleteAndAwaitReleased(List.of(created));
   }

@@ -22,5 +22,5 @@ cd "$REPO_DIR"
 KUBECONFIG=$KUBECONFIG_ADMIN mvn -B -ntp -Pe2e -pl e2e -am verify \
   -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false \
   -Dit.test='*E2E' -Dfailsafe.failIfNoSpecifiedTests=false \
-  -De2e.helm.set="$(local_chart_values | tr '\n' ' ')" -De2e.node.devicePluginDir="$LOCAL_DATA/kubelet/device-plugins" "$@"
+  -De2e.helm.set="$(local_chart_values | tr '\n' ' ')" -De2e.node.devicePluginDir=/var/lib/kubelet/device-plugins "$@"
 step "e2e on the local node passed in $((SECONDS - T0))s"

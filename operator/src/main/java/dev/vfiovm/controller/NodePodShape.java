@@ -364,7 +364,8 @@ public final class NodePodShape {
   /**
    * The node-agent container is not privileged. It runs as root in the host user namespace but holds only the
    * capabilities its own steps need (docs/node-pod.md): SETUID/SETGID (setpriv to the VM's UID, clearing its
-   * groups), SETPCAP (setpriv --bounding-set=-all), KILL (signalling the VM process, another UID) and
+   * groups), SETPCAP (setpriv --bounding-set=-all), KILL (signalling the VM process, another UID), SYS_PTRACE
+   * (reading the VM process's /proc/PID/fdinfo: the kernel's count of its io_uring-registered memory) and
    * SYS_RESOURCE (raising a VM's RLIMIT_MEMLOCK hard limit; IOMMU_OPTION RLIMIT_MODE per-process) - the set is
    * the operator's --node-pod-capabilities. No escalation: it execs no setuid or file-capability binary.
    * Unconfined seccomp and an unmasked /proc are for the VM sandbox (contract C1): bubblewrap, run as the VM's

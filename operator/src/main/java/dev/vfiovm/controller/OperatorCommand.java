@@ -60,7 +60,7 @@ public final class OperatorCommand implements Callable<Integer> {
   String nodePodServiceAccount;
 
   @Option(names = "--node-pod-capabilities", split = ",",
-      defaultValue = "${env:VFIOVM_NODE_POD_CAPABILITIES:-SETUID,SETGID,SETPCAP,KILL,SYS_RESOURCE}",
+      defaultValue = "${env:VFIOVM_NODE_POD_CAPABILITIES:-SETUID,SETGID,SETPCAP,KILL,SYS_PTRACE,SYS_RESOURCE}",
       description = "Capabilities of the node-agent container, comma-separated, all others dropped "
           + "(env VFIOVM_NODE_POD_CAPABILITIES; default ${DEFAULT-VALUE}). A host whose root lacks one needs a smaller set.")
   List<String> nodePodCapabilities;

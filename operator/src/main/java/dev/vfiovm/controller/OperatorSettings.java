@@ -27,11 +27,13 @@ public record OperatorSettings(
     List<String> nodePodCapabilities) {
   /**
    * What the node agent does needs exactly these (docs/node-pod.md): setpriv to the VM's UID/GID and clearing
-   * its groups (SETUID, SETGID), dropping the bounding set (SETPCAP), signalling the VM process (KILL), raising
+   * its groups (SETUID, SETGID), dropping the bounding set (SETPCAP), signalling the VM process (KILL), reading
+   * the kernel's count of its io_uring-registered memory in /proc/PID/fdinfo of the VM process, another UID and
+   * not dumpable (SYS_PTRACE: ptrace-read access, and the container's PID namespace holds only this VM), raising
    * RLIMIT_MEMLOCK above the inherited hard limit and iommufd's per-process RLIMIT_MODE (SYS_RESOURCE).
    */
   public static final List<String> DEFAULT_NODE_POD_CAPABILITIES =
-      List.of("SETUID", "SETGID", "SETPCAP", "KILL", "SYS_RESOURCE");
+      List.of("SETUID", "SETGID", "SETPCAP", "KILL", "SYS_PTRACE", "SYS_RESOURCE");
   public static final long DEFAULT_UID_RANGE_START = 0x70000000L;
   public static final long DEFAULT_UID_RANGE_SIZE = 65536;
   public static final long GIB = 1L << 30;

@@ -81,7 +81,7 @@ class NodePodShapeTest {
     assertThat(sc.getPrivileged()).isFalse();
     assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
     assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
-    assertThat(sc.getCapabilities().getAdd()).containsExactly("SETUID", "SETGID", "SETPCAP", "KILL", "SYS_RESOURCE");
+    assertThat(sc.getCapabilities().getAdd()).containsExactly("SETUID", "SETGID", "SETPCAP", "KILL", "SYS_PTRACE", "SYS_RESOURCE");
     // contract C1: the VM sandbox (bubblewrap) needs user namespaces and a fresh proc
     assertThat(sc.getSeccompProfile().getType()).isEqualTo("Unconfined");
     assertThat(sc.getProcMount()).isEqualTo("Unmasked");

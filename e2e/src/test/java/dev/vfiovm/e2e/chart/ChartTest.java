@@ -172,7 +172,7 @@ class ChartTest {
     assertThat(chart.get(ServiceAccount.class, "vfiovm-node-daemon").getMetadata().getNamespace()).isEqualTo(NS);
 
     assertThat(env(chart.get(Deployment.class, FULLNAME).getSpec().getTemplate().getSpec().getContainers().get(0)))
-        .containsEntry("VFIOVM_NODE_POD_CAPABILITIES", "SETUID,SETGID,SETPCAP,KILL,SYS_RESOURCE");
+        .containsEntry("VFIOVM_NODE_POD_CAPABILITIES", "SETUID,SETGID,SETPCAP,KILL,SYS_PTRACE,SYS_RESOURCE");
   }
 
   @Test

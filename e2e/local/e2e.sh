@@ -21,5 +21,6 @@ step "e2e suite (mvn -Pe2e -pl e2e verify, KUBECONFIG=$KUBECONFIG_ADMIN)"
 cd "$REPO_DIR"
 KUBECONFIG=$KUBECONFIG_ADMIN mvn -B -ntp -Pe2e -pl e2e -am verify \
   -Dtest=NONE -Dsurefire.failIfNoSpecifiedTests=false \
-  -Dit.test='*E2E' -Dfailsafe.failIfNoSpecifiedTests=false "$@"
+  -Dit.test='*E2E' -Dfailsafe.failIfNoSpecifiedTests=false \
+  -De2e.helm.set="$(local_chart_values | tr '\n' ' ')" -De2e.node.devicePluginDir=/var/lib/kubelet/device-plugins "$@"
 step "e2e on the local node passed in $((SECONDS - T0))s"

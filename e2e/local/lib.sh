@@ -98,3 +98,27 @@ helm_() {
     uninstall) java -cp "$(cat "$cp")" "$LOCAL_DIR/helm/HelmRelease.java" uninstall "$1" "$2" "$KUBECONFIG_ADMIN" ;;
   esac
 }
+
+# The node-agent capabilities this host's root can grant (containerd cannot give a container a capability its
+# own bounding set lacks): the chart's production set (nodePods.capabilities) minus what CapBnd lacks. This
+# machine's root has no CAP_SYS_RESOURCE, so here it is SETUID SETGID SETPCAP KILL SYS_PTRACE.
+node_pod_capabilities() {
+  local bnd cap bit out=()
+  bnd=$((16#$(awk '/^CapBnd:/ {print $2}' /proc/self/status)))
+  for cap in SETUID:7 SETGID:6 SETPCAP:8 KILL:5 SYS_PTRACE:19 SYS_RESOURCE:24; do
+    bit=${cap#*:}
+    if (( (bnd >> bit) & 1 )); then out+=("${cap%:*}"); fi
+  done
+  echo "${out[*]}"
+}
+
+# Chart values every install on this cluster needs (helm --set KEY=VALUE): the capability set above. (The
+# kubelet runs with --root-dir=$LOCAL_DATA/kubelet, but 1.20's kubelet keeps its device-plugin socket in
+# /var/lib/kubelet/device-plugins whatever the root dir, which is the chart's default nodeDaemon.kubeletDir.)
+local_chart_values() {
+  local i=0 cap
+  for cap in $(node_pod_capabilities); do
+    echo "nodePods.capabilities[$i]=$cap"
+    i=$((i + 1))
+  done
+}

@@ -14,9 +14,9 @@ MEMLOCK_OVERHEAD=${VFIOVM_LOCAL_MEMLOCK_OVERHEAD:-1Mi}
 status() {
   step "VfioVms (kubectl get vvm -A -o wide)"
   kubectl_ get vvm -A -o wide
-  step "node pods (privileged, in vfiovm-system)"
+  step "node pods (not privileged, in vfiovm-system)"
   kubectl_ -n vfiovm-system get pods -l app.kubernetes.io/name=vfiovm-node \
-    -o custom-columns='POD:.metadata.name,VM:.metadata.annotations.vfiovm\.dev/vm,HOST-UID:.metadata.labels.vfiovm\.dev/host-uid,STATUS:.status.phase,PRIVILEGED:.spec.containers[0].securityContext.privileged'
+    -o custom-columns='POD:.metadata.name,VM:.metadata.annotations.vfiovm\.dev/vm,HOST-UID:.metadata.labels.vfiovm\.dev/host-uid,STATUS:.status.phase,PRIVILEGED:.spec.containers[0].securityContext.privileged,CAPS:.spec.containers[0].securityContext.capabilities.add'
   step "guest consoles (the serial console of each VM is its node pod's log)"
   local pods p
   pods=$(kubectl_ -n vfiovm-system get pods -l app.kubernetes.io/name=vfiovm-node -o name)
@@ -42,7 +42,7 @@ up() {
   local out d
   out=$(helm_ install "$CHART" "$RELEASE" default \
     "image.repository=${OPERATOR_IMAGE%:*}" "image.tag=${OPERATOR_IMAGE##*:}" image.pullPolicy=Never \
-    "operator.memlockOverhead=$MEMLOCK_OVERHEAD")
+    "operator.memlockOverhead=$MEMLOCK_OVERHEAD" $(local_chart_values))
   info "$out"
   if [[ $out != *"(revision 1)"* ]]; then
     # upgraded in place: the jar may be new under the same tag; roll the operator onto the image just imported

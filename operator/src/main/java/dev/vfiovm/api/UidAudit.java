@@ -1,6 +1,7 @@
 package dev.vfiovm.api;
 
 import com.fasterxml.jackson.annotation.JsonIgnoreProperties;
+import com.fasterxml.jackson.annotation.JsonPropertyOrder;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.time.Instant;
@@ -16,6 +17,7 @@ import java.util.List;
  * @param scannedAt RFC 3339 UTC time of the scan, e.g. {@code 2026-12-01T14:00:00Z}
  */
 @JsonIgnoreProperties(ignoreUnknown = true)
+@JsonPropertyOrder({"scannedAt", "uidRangeStart", "uidRangeSize", "liveUids"})
 public record UidAudit(String scannedAt, long uidRangeStart, long uidRangeSize, List<Long> liveUids) {
   public static final String ANNOTATION = "vfiovm.dev/uid-audit";
   private static final ObjectMapper JSON = new ObjectMapper();

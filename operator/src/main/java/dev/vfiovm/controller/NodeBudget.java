@@ -1,6 +1,7 @@
 package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Quantities;
+import dev.vfiovm.api.DeviceResources;
 import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.Quantity;
 import java.util.Map;
@@ -11,6 +12,8 @@ import java.util.Map;
  *
  * @param schedulable false for a cordoned node: only VMs pinned to it by spec.nodeName go there
  * @param problem why the budget is 0, or null
+ * @param deviceResources the node's allocatable vfiovm.dev/* device-plugin resources (what its vfiovm-node daemon
+ *     advertises to the kubelet): resource name -> count
  */
 public record NodeBudget(
     String name,
@@ -18,11 +21,24 @@ public record NodeBudget(
     long allocatableBytes,
     long reserveBytes,
     boolean schedulable,
-    String problem) {
+    String problem,
+    Map<String, Long> deviceResources) {
   public static final String HOST_RESERVE_ANNOTATION = "vfiovm.dev/host-reserve";
 
   public NodeBudget {
     labels = labels == null ? Map.of() : Map.copyOf(labels);
+    deviceResources = deviceResources == null ? Map.of() : Map.copyOf(deviceResources);
+  }
+
+  /** A node without device-plugin resources. */
+  public NodeBudget(String name, Map<String, String> labels, long allocatableBytes, long reserveBytes,
+      boolean schedulable, String problem) {
+    this(name, labels, allocatableBytes, reserveBytes, schedulable, problem, Map.of());
+  }
+
+  /** How many of {@code resource} the node has allocatable (0 when it does not advertise it). */
+  public long allocatable(String resource) {
+    return deviceResources.getOrDefault(resource, 0L);
   }
 
   /** Bytes of memlock limits the node may carry in total. */
@@ -58,6 +74,18 @@ public record NodeBudget(
         problem = problem != null ? problem : "status.allocatable.memory: " + e.getMessage();
       }
     }
-    return new NodeBudget(name, labels, allocatable, reserve, schedulable, problem);
+    Map<String, Long> devices = new java.util.TreeMap<>();
+    if (node.getStatus() != null && node.getStatus().getAllocatable() != null) {
+      node.getStatus().getAllocatable().forEach((resource, quantity) -> {
+        if (DeviceResources.isDeviceResource(resource)) {
+          try {
+            devices.put(resource, quantity.getNumericalAmount().longValue());
+          } catch (ArithmeticException | IllegalArgumentException e) {
+            devices.put(resource, 0L);
+          }
+        }
+      });
+    }
+    return new NodeBudget(name, labels, allocatable, reserve, schedulable, problem, devices);
   }
 }

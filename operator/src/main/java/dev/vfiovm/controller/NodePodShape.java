@@ -2,6 +2,7 @@ package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Accounting;
 import dev.vfiovm.api.Console;
+import dev.vfiovm.api.DeviceResources;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.VfioVm;
 import io.fabric8.kubernetes.api.model.Container;
@@ -9,6 +10,8 @@ import io.fabric8.kubernetes.api.model.ContainerBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.SecurityContext;
+import io.fabric8.kubernetes.api.model.SecurityContextBuilder;
 import io.fabric8.kubernetes.api.model.Volume;
 import io.fabric8.kubernetes.api.model.VolumeBuilder;
 import io.fabric8.kubernetes.api.model.VolumeMount;
@@ -24,7 +27,7 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * The node pod of a VM: one privileged pod, bound to the VM's node, running the operator image's
+ * The node pod of a VM: one pod (not privileged: see {@link #agentSecurityContext}), bound to the VM's node, running the operator image's
  * {@code node-agent} entry point with the VM's plan as arguments. It lives in the operator's namespace (so VM
  * namespaces can stay Pod-Security restricted) and is tied to its VM by labels and the VM's finalizer, since
  * an ownerReference cannot cross namespaces.
@@ -270,15 +273,12 @@ public final class NodePodShape {
     Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + VMM_OVERHEAD_BYTES + AGENT_MEMORY_BYTES));
     List<Volume> volumes = new ArrayList<>();
     List<VolumeMount> mounts = new ArrayList<>();
-    // IoUring pins no device: it needs no host path. Iommufd insists on the devices (the pod does not start
-    // without them, and the kubelet says so); Auto takes them when present (type unchecked).
-    DmaBackend backend = vm.getSpec().getDmaBackend();
-    if (backend != DmaBackend.IoUring) {
-      boolean strict = backend == DmaBackend.Iommufd;
-      hostPath(volumes, mounts, "dev-iommu", "/dev/iommu", strict ? "CharDevice" : "");
-      hostPath(volumes, mounts, "dev-vfio", "/dev/vfio", strict ? "Directory" : "");
-      hostPath(volumes, mounts, "sys-bus-pci", "/sys/bus/pci", strict ? "Directory" : "");
-    }
+    // No host path of /dev/iommu, /dev/vfio or /sys/bus/pci: the device plugin of the vfiovm-node DaemonSet gives
+    // the container exactly the VM's device nodes (the kubelet adds them, with device-cgroup access, on Allocate),
+    // and the agent resolves PCI address -> vfioN in the container's own read-only /sys.
+    Map<String, Quantity> requests = new LinkedHashMap<>();
+    requests.put("memory", memory);
+    deviceResources(vm.getSpec().getDmaBackend(), plan.devices()).forEach(r -> requests.put(r, new Quantity("1")));
     List<Container> initContainers = new ArrayList<>();
     SpecValidation.Boot boot = plan.boot();
     if (boot != null) {
@@ -336,10 +336,10 @@ public final class NodePodShape {
         .addNewEnv().withName("POD_NAMESPACE").withNewValueFrom().withNewFieldRef()
         .withFieldPath("metadata.namespace").endFieldRef().endValueFrom().endEnv()
         .addNewEnv().withName("JAVA_TOOL_OPTIONS").withValue(AGENT_JAVA_OPTIONS).endEnv()
-        .withNewSecurityContext().withPrivileged(true).endSecurityContext()
+        .withSecurityContext(agentSecurityContext(settings.nodePodCapabilities()))
         .withNewResources()
-        .withRequests(Map.of("memory", memory))
-        .withLimits(Map.of("memory", memory))
+        .withRequests(requests)
+        .withLimits(requests)
         .endResources()
         .withTerminationMessagePath(REPORT_PATH)
         .withTerminationMessagePolicy("File")
@@ -347,6 +347,44 @@ public final class NodePodShape {
         .endContainer()
         .withVolumes(volumes)
         .endSpec()
+        .build();
+  }
+
+  /**
+   * The device-plugin resources a VM's node pod requests (requests = limits, 1 each): {@value
+   * DeviceResources#IOMMU} when the agent will open /dev/iommu (Iommufd, or Auto with a device: the agent's
+   * rule), and {@code vfiovm.dev/pci-...} for each device. IoUring opens no device.
+   */
+  public static List<String> deviceResources(DmaBackend backend, List<String> devices) {
+    List<String> resources = new ArrayList<>();
+    if (backend == DmaBackend.IoUring) {
+      return resources;
+    }
+    if (backend == DmaBackend.Iommufd || !devices.isEmpty()) {
+      resources.add(DeviceResources.IOMMU);
+    }
+    devices.forEach(d -> resources.add(DeviceResources.pci(d)));
+    return resources;
+  }
+
+  /**
+   * The node-agent container is not privileged. It runs as root in the host user namespace but holds only the
+   * capabilities its own steps need (docs/node-pod.md): SETUID/SETGID (setpriv to the VM's UID, clearing its
+   * groups), SETPCAP (setpriv --bounding-set=-all), KILL (signalling the VM process, another UID), SYS_PTRACE
+   * (reading the VM process's /proc/PID/fdinfo: the kernel's count of its io_uring-registered memory) and
+   * SYS_RESOURCE (raising a VM's RLIMIT_MEMLOCK hard limit; IOMMU_OPTION RLIMIT_MODE per-process) - the set is
+   * the operator's --node-pod-capabilities. No escalation: it execs no setuid or file-capability binary.
+   * Unconfined seccomp and an unmasked /proc are for the VM sandbox (contract C1): bubblewrap, run as the VM's
+   * UID, creates user and PID namespaces and mounts a fresh proc, which the runtime's default seccomp profile
+   * and masked /proc paths would refuse.
+   */
+  static SecurityContext agentSecurityContext(List<String> capabilities) {
+    return new SecurityContextBuilder()
+        .withPrivileged(false)
+        .withAllowPrivilegeEscalation(false)
+        .withNewCapabilities().withDrop("ALL").withAdd(capabilities).endCapabilities()
+        .withNewSeccompProfile().withType("Unconfined").endSeccompProfile()
+        .withProcMount("Unmasked")
         .build();
   }
 
@@ -371,11 +409,6 @@ public final class NodePodShape {
         .withTerminationMessagePolicy("FallbackToLogsOnError")
         .withVolumeMounts(mounts)
         .build();
-  }
-
-  private static void hostPath(List<Volume> volumes, List<VolumeMount> mounts, String name, String path, String type) {
-    volumes.add(new VolumeBuilder().withName(name).withNewHostPath().withPath(path).withType(type).endHostPath().build());
-    mounts.add(new VolumeMountBuilder().withName(name).withMountPath(path).build());
   }
 
   public static String vmKey(VfioVm vm) {

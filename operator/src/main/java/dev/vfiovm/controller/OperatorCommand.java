@@ -4,6 +4,7 @@ import dev.vfiovm.api.Quantities;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import java.io.IOException;
+import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine.Command;
@@ -60,6 +61,12 @@ public final class OperatorCommand implements Callable<Integer> {
           + "allowed get/patch on its own pod only; env VFIOVM_NODE_POD_SERVICE_ACCOUNT; default ${DEFAULT-VALUE}).")
   String nodePodServiceAccount;
 
+  @Option(names = "--node-pod-capabilities", split = ",",
+      defaultValue = "${env:VFIOVM_NODE_POD_CAPABILITIES:-SETUID,SETGID,SETPCAP,KILL,SYS_PTRACE,SYS_RESOURCE}",
+      description = "Capabilities of the node-agent container, comma-separated, all others dropped "
+          + "(env VFIOVM_NODE_POD_CAPABILITIES; default ${DEFAULT-VALUE}). A host whose root lacks one needs a smaller set.")
+  List<String> nodePodCapabilities;
+
   @Option(names = "--http-port", defaultValue = "${env:VFIOVM_HTTP_PORT:-8080}",
       description = "Port of /healthz, /readyz and /metrics (env VFIOVM_HTTP_PORT; default ${DEFAULT-VALUE}).")
   int httpPort;
@@ -74,7 +81,7 @@ public final class OperatorCommand implements Callable<Integer> {
 
   OperatorSettings settings() {
     return new OperatorSettings(uidRangeStart, uidRangeSize, memlockOverhead, hostReserve, nodePodNamespace,
-        nodePodImage, nodePodServiceAccount);
+        nodePodImage, nodePodServiceAccount, nodePodCapabilities);
   }
 
   boolean leaderElectionEnabled() {

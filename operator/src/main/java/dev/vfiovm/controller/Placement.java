@@ -22,7 +22,9 @@ public final class Placement {
     NodeNotFound(false),
     NoMatchingNode(false),
     NodeSelectorMismatch(true),
-    DeviceConflict(true);
+    DeviceConflict(true),
+    /** No candidate node advertises a device-plugin resource the VM's node pod requests (it may appear later). */
+    MissingDeviceResource(false);
 
     public final boolean terminal;
 
@@ -31,11 +33,21 @@ public final class Placement {
     }
   }
 
-  /** What the VM asks for. */
-  public record Request(long memlockLimitBytes, List<String> devices, String nodeName, Map<String, String> nodeSelector) {
+  /**
+   * What the VM asks for. {@code resources}: the device-plugin resources its node pod requests (1 each, see
+   * {@link NodePodShape#deviceResources}); a node must have each in its status.allocatable.
+   */
+  public record Request(long memlockLimitBytes, List<String> devices, String nodeName, Map<String, String> nodeSelector,
+      List<String> resources) {
     public Request {
       devices = devices == null ? List.of() : List.copyOf(devices);
       nodeSelector = nodeSelector == null ? Map.of() : Map.copyOf(nodeSelector);
+      resources = resources == null ? List.of() : List.copyOf(resources);
+    }
+
+    /** A request without device-plugin resources. */
+    public Request(long memlockLimitBytes, List<String> devices, String nodeName, Map<String, String> nodeSelector) {
+      this(memlockLimitBytes, devices, nodeName, nodeSelector, List.of());
     }
   }
 
@@ -79,9 +91,26 @@ public final class Placement {
       }
     }
 
+    List<NodeBudget> equipped = new ArrayList<>();
+    List<String> missing = new ArrayList<>();
+    for (NodeBudget node : candidates) {
+      List<String> lacks = request.resources().stream().filter(r -> node.allocatable(r) < 1).toList();
+      if (lacks.isEmpty()) {
+        equipped.add(node);
+      } else {
+        missing.add("node " + node.name() + " has no " + String.join(", no ", lacks) + " in status.allocatable");
+      }
+    }
+    if (equipped.isEmpty()) {
+      return new Decision(null, Reason.MissingDeviceResource, String.join("; ", missing)
+          + ": the node's vfiovm-node daemon advertises /dev/iommu as " + dev.vfiovm.api.DeviceResources.IOMMU
+          + " and each device bound to vfio-pci (with a VFIO cdev) as vfiovm.dev/pci-DDDD-BB-SS.F; bind the device"
+          + " to vfio-pci on that node, choose another device or node, or use dmaBackend IoUring");
+    }
+
     List<NodeBudget> deviceFree = new ArrayList<>();
     List<String> conflicts = new ArrayList<>();
-    for (NodeBudget node : candidates) {
+    for (NodeBudget node : equipped) {
       Map<String, String> held = loads.getOrDefault(node.name(), Load.EMPTY).devices();
       List<String> taken = request.devices().stream().filter(held::containsKey).toList();
       if (taken.isEmpty()) {

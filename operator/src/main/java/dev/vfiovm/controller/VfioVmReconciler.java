@@ -276,7 +276,8 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       waiting.add(id);
       SpecValidation.Plan plan = validation.plan();
       Placement.Request request = new Placement.Request(
-          plan.memlockLimitBytes(), plan.devices(), vm.getSpec().getNodeName(), vm.getSpec().getNodeSelector());
+          plan.memlockLimitBytes(), plan.devices(), vm.getSpec().getNodeName(), vm.getSpec().getNodeSelector(),
+          NodePodShape.deviceResources(vm.getSpec().getDmaBackend(), plan.devices()));
       List<NodeBudget> budgets = nodes.list().map(n -> NodeBudget.of(n, settings.hostReserveBytes())).toList();
       Set<Long> heldByPods = pods.list()
           .filter(p -> !p.getMetadata().getName().equals(podName))

@@ -44,7 +44,7 @@ class NodePodShapeTest {
   }
 
   @Test
-  void thePodIsBoundPrivilegedBoundedAndFindable() {
+  void thePodIsBoundUnprivilegedBoundedAndFindable() {
     Pod pod = pod(vm("0000:3b:00.0"));
     assertThat(pod.getMetadata().getNamespace()).isEqualTo("vfiovm-system");
     assertThat(pod.getMetadata().getName()).startsWith("vfiovm-db-").hasSizeLessThanOrEqualTo(63);
@@ -62,7 +62,7 @@ class NodePodShapeTest {
     assertThat(pod.getSpec().getRestartPolicy()).isEqualTo("Never");
     Container c = pod.getSpec().getContainers().get(0);
     assertThat(c.getImage()).isEqualTo("example/vfiovm:1");
-    assertThat(c.getSecurityContext().getPrivileged()).isTrue();
+    assertThat(c.getSecurityContext().getPrivileged()).isFalse();
     Quantity memory = new Quantity(Long.toString(4 * GI + NodePodShape.VMM_OVERHEAD_BYTES
         + NodePodShape.AGENT_MEMORY_BYTES));
     assertThat(c.getResources().getRequests()).containsEntry("memory", memory);
@@ -77,19 +77,55 @@ class NodePodShapeTest {
   }
 
   @Test
-  void hostDevicesAreMountedByBackend() {
-    VfioVm auto = vm("0000:3b:00.0");
-    assertThat(hostPaths(pod(auto))).extracting(v -> v.getHostPath().getPath() + ":" + v.getHostPath().getType())
-        .containsExactly("/dev/iommu:", "/dev/vfio:", "/sys/bus/pci:");
-    assertThat(pod(auto).getSpec().getContainers().get(0).getVolumeMounts()).extracting(m -> m.getMountPath())
-        .containsExactly("/dev/iommu", "/dev/vfio", "/sys/bus/pci", SA_DIR);
-    VfioVm iommufd = vm("0000:3b:00.0");
-    iommufd.getSpec().setDmaBackend(DmaBackend.Iommufd);
-    assertThat(hostPaths(pod(iommufd))).extracting(Volume::getHostPath).extracting(h -> h.getType())
-        .containsExactly("CharDevice", "Directory", "Directory");
-    VfioVm ioUring = vm();
-    ioUring.getSpec().setDmaBackend(DmaBackend.IoUring);
-    assertThat(hostPaths(pod(ioUring))).isEmpty();
+  void theAgentHoldsExactlyItsCapabilitiesAndNoEscalation() {
+    var sc = pod(vm("0000:3b:00.0")).getSpec().getContainers().get(0).getSecurityContext();
+    assertThat(sc.getPrivileged()).isFalse();
+    assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
+    assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
+    assertThat(sc.getCapabilities().getAdd()).containsExactly("SETUID", "SETGID", "SETPCAP", "KILL", "SYS_PTRACE", "SYS_RESOURCE");
+    // contract C1: the VM sandbox (bubblewrap) needs user namespaces and a fresh proc
+    assertThat(sc.getSeccompProfile().getType()).isEqualTo("Unconfined");
+    assertThat(sc.getProcMount()).isEqualTo("Unmasked");
+    assertThat(sc.getRunAsUser()).isNull();
+  }
+
+  @Test
+  void theCapabilitySetIsAnOperatorSetting() {
+    VfioVm vm = vm();
+    SpecValidation.Plan plan = SpecValidation.validate(vm.getSpec(), GI).plan();
+    Pod pod = NodePodShape.build(vm, 1879048193L, "worker-1", plan,
+        SETTINGS.withNodePodCapabilities(List.of("SETUID", "SETGID", "SETPCAP", "KILL")));
+    assertThat(pod.getSpec().getContainers().get(0).getSecurityContext().getCapabilities().getAdd())
+        .containsExactly("SETUID", "SETGID", "SETPCAP", "KILL");
+  }
+
+  @Test
+  void devicesComeFromTheDevicePluginNotFromHostPaths() {
+    for (DmaBackend backend : DmaBackend.values()) {
+      VfioVm vm = backend == DmaBackend.IoUring ? vm() : vm("0000:3b:00.0");
+      vm.getSpec().setDmaBackend(backend);
+      assertThat(hostPaths(pod(vm))).as(backend.name()).isEmpty();
+    }
+    VfioVm auto = vm("0000:3b:00.0", "0000:3b:00.1");
+    Container c = pod(auto).getSpec().getContainers().get(0);
+    assertThat(c.getResources().getRequests()).containsOnlyKeys(
+        "memory", "vfiovm.dev/iommu", "vfiovm.dev/pci-0000-3b-00.0", "vfiovm.dev/pci-0000-3b-00.1");
+    assertThat(c.getResources().getLimits()).isEqualTo(c.getResources().getRequests());
+    assertThat(c.getResources().getRequests().get("vfiovm.dev/pci-0000-3b-00.0")).isEqualTo(new Quantity("1"));
+    assertThat(c.getVolumeMounts()).extracting(m -> m.getMountPath()).containsExactly(SA_DIR);
+  }
+
+  @Test
+  void deviceResourcesByBackend() {
+    assertThat(NodePodShape.deviceResources(DmaBackend.Iommufd, List.of()))
+        .containsExactly("vfiovm.dev/iommu");
+    assertThat(NodePodShape.deviceResources(DmaBackend.Iommufd, List.of("0000:00:03.0")))
+        .containsExactly("vfiovm.dev/iommu", "vfiovm.dev/pci-0000-00-03.0");
+    // Auto opens /dev/iommu only with a device (the agent's rule), else pins through io_uring
+    assertThat(NodePodShape.deviceResources(DmaBackend.Auto, List.of())).isEmpty();
+    assertThat(NodePodShape.deviceResources(DmaBackend.Auto, List.of("0000:00:03.0")))
+        .containsExactly("vfiovm.dev/iommu", "vfiovm.dev/pci-0000-00-03.0");
+    assertThat(NodePodShape.deviceResources(DmaBackend.IoUring, List.of("0000:00:03.0"))).isEmpty();
   }
 
   static final String SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";

@@ -103,6 +103,53 @@ class PlacementTest {
     assertThat(Placement.place(request(1, "0000:3b:00.1"), List.of(node("a", 8)), loads).node()).isEqualTo("a");
   }
 
+  static NodeBudget equipped(String name, long budgetGi, Map<String, Long> devices) {
+    return new NodeBudget(name, Map.of(), (budgetGi + 2) * GI, 2 * GI, true, null, devices);
+  }
+
+  static Placement.Request needing(long limitGi, List<String> resources, String nodeName) {
+    return new Placement.Request(limitGi * GI, List.of("0000:00:03.0"), nodeName, Map.of(), resources);
+  }
+
+  @Test
+  void aNodeMustAdvertiseEveryRequestedDeviceResource() {
+    List<String> wanted = List.of("vfiovm.dev/iommu", "vfiovm.dev/pci-0000-00-03.0");
+    NodeBudget both = equipped("b", 8, Map.of("vfiovm.dev/iommu", 64L, "vfiovm.dev/pci-0000-00-03.0", 1L));
+    NodeBudget iommuOnly = equipped("a", 4, Map.of("vfiovm.dev/iommu", 64L));
+    // the tighter fit (a) lacks the device: b, though best fit alone would pick a
+    assertThat(Placement.place(needing(1, wanted, null), List.of(iommuOnly, both), Map.of()).node()).isEqualTo("b");
+
+    Placement.Decision d = Placement.place(needing(1, wanted, null), List.of(iommuOnly,
+        equipped("c", 8, Map.of("vfiovm.dev/iommu", 0L, "vfiovm.dev/pci-0000-00-03.0", 1L))), Map.of());
+    assertThat(d.isPlaced()).isFalse();
+    assertThat(d.reason()).isEqualTo(Placement.Reason.MissingDeviceResource);
+    assertThat(d.reason().terminal).as("the device may be bound to vfio-pci later").isFalse();
+    assertThat(d.message())
+        .contains("node a has no vfiovm.dev/pci-0000-00-03.0 in status.allocatable")
+        .contains("node c has no vfiovm.dev/iommu in status.allocatable")
+        .contains("vfio-pci");
+
+    // pinned by spec.nodeName to a node without it: the same, naming the resource
+    Placement.Decision pinned = Placement.place(needing(1, wanted, "a"), List.of(iommuOnly, both), Map.of());
+    assertThat(pinned.reason()).isEqualTo(Placement.Reason.MissingDeviceResource);
+    assertThat(pinned.message()).startsWith("node a has no vfiovm.dev/pci-0000-00-03.0");
+    // nothing requested: any node
+    assertThat(Placement.place(request(1), List.of(iommuOnly), Map.of()).node()).isEqualTo("a");
+  }
+
+  @Test
+  void nodeBudgetReadsTheDeviceResourcesFromAllocatable() {
+    Node node = new NodeBuilder().withNewMetadata().withName("n").endMetadata().withNewStatus()
+        .withAllocatable(Map.of("memory", new Quantity("10Gi"), "cpu", new Quantity("4"),
+            "vfiovm.dev/iommu", new Quantity("64"), "vfiovm.dev/pci-0000-00-03.0", new Quantity("1"),
+            "example.com/gpu", new Quantity("2")))
+        .endStatus().build();
+    NodeBudget b = NodeBudget.of(node, 0);
+    assertThat(b.deviceResources()).containsOnly(
+        Map.entry("vfiovm.dev/iommu", 64L), Map.entry("vfiovm.dev/pci-0000-00-03.0", 1L));
+    assertThat(b.allocatable("vfiovm.dev/pci-0000-00-04.0")).isZero();
+  }
+
   @Test
   void nodeBudgetIsAllocatableMinusReserveAndTheAnnotationOverrides() {
     Node plain = nodeObject("a", "10Gi", Map.of());

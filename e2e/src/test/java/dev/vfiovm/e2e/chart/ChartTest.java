@@ -14,6 +14,7 @@ import io.fabric8.kubernetes.api.model.Namespace;
 import io.fabric8.kubernetes.api.model.Service;
 import io.fabric8.kubernetes.api.model.ServiceAccount;
 import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
+import io.fabric8.kubernetes.api.model.apps.DaemonSet;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.api.model.rbac.ClusterRole;
 import io.fabric8.kubernetes.api.model.rbac.ClusterRoleBinding;
@@ -131,6 +132,80 @@ class ChartTest {
   }
 
   @Test
+  void theNodeDaemonIsADaemonSetWithOnlyWhatItUses() {
+    var chart = render(Map.of());
+
+    DaemonSet ds = chart.get(DaemonSet.class, "vfiovm-node");
+    assertThat(ds.getMetadata().getNamespace()).isEqualTo(NS);
+    var pod = ds.getSpec().getTemplate().getSpec();
+    assertThat(pod.getServiceAccountName()).isEqualTo("vfiovm-node-daemon");
+    assertThat(pod.getHostPID()).as("the UID audit reads the host's /proc").isTrue();
+    assertThat(pod.getHostNetwork()).isNull();
+    assertThat(pod.getTolerations()).singleElement().satisfies(t -> assertThat(t.getOperator()).isEqualTo("Exists"));
+    Container daemon = pod.getContainers().get(0);
+    assertThat(daemon.getName()).isEqualTo("node-daemon");
+    assertThat(daemon.getArgs()).containsExactly("node-daemon");
+    assertThat(daemon.getImage()).isEqualTo("vfiovm/operator:0.1.0-SNAPSHOT");
+    var sc = daemon.getSecurityContext();
+    assertThat(sc.getPrivileged()).isFalse();
+    assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
+    assertThat(sc.getReadOnlyRootFilesystem()).isTrue();
+    assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
+    assertThat(sc.getCapabilities().getAdd()).isNullOrEmpty();
+    assertThat(sc.getSeccompProfile().getType()).isEqualTo("RuntimeDefault");
+    assertThat(env(daemon))
+        .containsEntry("VFIOVM_UID_RANGE_START", "1879048192")
+        .containsEntry("VFIOVM_UID_RANGE_SIZE", "65536")
+        .containsEntry("VFIOVM_AUDIT_INTERVAL", "15s")
+        .containsEntry("VFIOVM_IOMMU_SLOTS", "64")
+        .containsEntry("VFIOVM_PLUGIN_DIR", "/var/lib/kubelet/device-plugins")
+        .containsEntry("VFIOVM_HOST_ROOT", "/host");
+    assertThat(daemon.getEnv()).filteredOn(e -> e.getName().equals("NODE_NAME")).singleElement()
+        .satisfies(e -> assertThat(e.getValueFrom().getFieldRef().getFieldPath()).isEqualTo("spec.nodeName"));
+    // rw only where it writes (its sockets), read-only where it only looks
+    assertThat(daemon.getVolumeMounts()).extracting(m -> m.getName() + ":" + m.getMountPath() + ":"
+            + Boolean.TRUE.equals(m.getReadOnly()))
+        .containsExactlyInAnyOrder("device-plugins:/var/lib/kubelet/device-plugins:false",
+            "host-dev:/host/dev:true", "host-sys:/host/sys:true", "tmp:/tmp:false");
+    assertThat(pod.getVolumes()).filteredOn(v -> v.getHostPath() != null)
+        .extracting(v -> v.getName() + "=" + v.getHostPath().getPath())
+        .containsExactlyInAnyOrder("device-plugins=/var/lib/kubelet/device-plugins", "host-dev=/dev", "host-sys=/sys");
+
+    assertThat(rules(chart.get(ClusterRole.class, FULLNAME + "-node-daemon").getRules()))
+        .containsExactly("/nodes: get,patch");
+    assertThat(chart.get(ClusterRoleBinding.class, FULLNAME + "-node-daemon").getSubjects()).singleElement()
+        .satisfies(s -> assertThat(s.getName() + "@" + s.getNamespace()).isEqualTo("vfiovm-node-daemon@" + NS));
+    assertThat(chart.get(ServiceAccount.class, "vfiovm-node-daemon").getMetadata().getNamespace()).isEqualTo(NS);
+
+    assertThat(env(chart.get(Deployment.class, FULLNAME).getSpec().getTemplate().getSpec().getContainers().get(0)))
+        .containsEntry("VFIOVM_NODE_POD_CAPABILITIES", "SETUID,SETGID,SETPCAP,KILL,SYS_PTRACE,SYS_RESOURCE");
+  }
+
+  @Test
+  void nodeDaemonValues() {
+    var chart = render(values(
+        "nodeDaemon.kubeletDir", "/var/lib/vfiovm-local/kubelet/",
+        "nodeDaemon.auditInterval", "3s",
+        "nodeDaemon.iommuSlots", 8,
+        "nodeDaemon.image", "registry.example/daemon:2",
+        "operator.uidRange.start", 200000,
+        "nodePods.capabilities[0]", "SETUID", "nodePods.capabilities[1]", "SETGID",
+        "nodePods.capabilities[2]", "SETPCAP", "nodePods.capabilities[3]", "KILL"));
+    DaemonSet ds = chart.get(DaemonSet.class, "vfiovm-node");
+    Container daemon = ds.getSpec().getTemplate().getSpec().getContainers().get(0);
+    assertThat(daemon.getImage()).isEqualTo("registry.example/daemon:2");
+    assertThat(env(daemon)).containsEntry("VFIOVM_AUDIT_INTERVAL", "3s").containsEntry("VFIOVM_IOMMU_SLOTS", "8")
+        .containsEntry("VFIOVM_UID_RANGE_START", "200000");
+    assertThat(ds.getSpec().getTemplate().getSpec().getVolumes()).filteredOn(v -> v.getName().equals("device-plugins"))
+        .singleElement().satisfies(v ->
+            assertThat(v.getHostPath().getPath()).isEqualTo("/var/lib/vfiovm-local/kubelet/device-plugins"));
+    assertThat(env(chart.get(Deployment.class, FULLNAME).getSpec().getTemplate().getSpec().getContainers().get(0)))
+        .containsEntry("VFIOVM_NODE_POD_CAPABILITIES", "SETUID,SETGID,SETPCAP,KILL");
+
+    assertThat(render(values("nodeDaemon.enabled", false)).all(DaemonSet.class)).isEmpty();
+  }
+
+  @Test
   void nonDefaultValuesReachTheOperator() {
     var chart =
         render(
@@ -197,6 +272,9 @@ class ChartTest {
         "image.pullPolicy        | Sometimes | image/pullPolicy",
         "namespace.name          | Not_A_Name | namespace/name",
         "nodePods.serviceAccountName | UPPER | nodePods/serviceAccountName",
+        "nodeDaemon.auditInterval | soon | nodeDaemon/auditInterval",
+        "nodeDaemon.kubeletDir | var/lib/kubelet | nodeDaemon/kubeletDir",
+        "nodeDaemon.iommuSlots | 0 | nodeDaemon/iommuSlots",
       })
   void schemaRejectsBadValuesNamingTheField(String key, String value, String field) {
     assertThatThrownBy(() -> ChartRendering.template(values(key, value)))

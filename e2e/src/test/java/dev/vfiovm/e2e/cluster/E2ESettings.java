@@ -27,7 +27,9 @@ public record E2ESettings(
     String vmMemory,
     String memlockOverhead,
     Optional<String> node,
-    Duration timeout) {
+    Duration timeout,
+    Map<String, String> extraHelmValues,
+    Optional<Path> devicePluginDir) {
 
   /** The tiny demo guest's containerDisk (e2e/guest, imported by the local node and kind scripts). */
   public String guestImage() {
@@ -52,7 +54,30 @@ public record E2ESettings(
         nonBlank(properties.get("e2e.vm.memory"), "1Mi"),
         nonBlank(properties.get("e2e.memlock.overhead"), "1Mi"),
         Optional.ofNullable(properties.get("e2e.node")).filter(s -> !s.isBlank()),
-        Duration.ofSeconds(Long.parseLong(nonBlank(properties.get("e2e.timeout.seconds"), "240"))));
+        Duration.ofSeconds(Long.parseLong(nonBlank(properties.get("e2e.timeout.seconds"), "240"))),
+        helmSet(properties.get("e2e.helm.set")),
+        Optional.ofNullable(properties.get("e2e.node.devicePluginDir")).filter(s -> !s.isBlank()).map(Path::of));
+  }
+
+  /**
+   * Extra chart values of the cluster under test, {@code KEY=VALUE} separated by blanks (e2e/local/e2e.sh:
+   * the kubelet's root dir and the capability set its root can grant).
+   */
+  static Map<String, String> helmSet(String spec) {
+    Map<String, String> values = new LinkedHashMap<>();
+    if (spec != null) {
+      for (String word : spec.trim().split("\\s+")) {
+        if (word.isEmpty()) {
+          continue;
+        }
+        int eq = word.indexOf('=');
+        if (eq < 1) {
+          throw new IllegalArgumentException("e2e.helm.set: '" + word + "' is not KEY=VALUE");
+        }
+        values.put(word.substring(0, eq), word.substring(eq + 1));
+      }
+    }
+    return values;
   }
 
   static Path kubeconfig(Map<String, String> env) {
@@ -74,6 +99,9 @@ public record E2ESettings(
     values.put("image.pullPolicy", imagePullPolicy);
     values.put("operator.memlockOverhead", memlockOverhead);
     values.put("operator.logLevel", "debug");
+    // the UID audit's heartbeat, fast enough to watch it move
+    values.put("nodeDaemon.auditInterval", "3s");
+    values.putAll(extraHelmValues);
     return values;
   }
 

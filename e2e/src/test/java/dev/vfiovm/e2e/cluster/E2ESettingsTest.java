@@ -53,6 +53,23 @@ class E2ESettingsTest {
   }
 
   @Test
+  void extraHelmValuesOfTheLocalCluster() {
+    E2ESettings s = E2ESettings.from(Map.of("e2e.helm.set",
+        " nodeDaemon.kubeletDir=/var/lib/vfiovm-local/kubelet nodePods.capabilities[0]=SETUID  nodePods.capabilities[1]=KILL ",
+        "e2e.node.devicePluginDir", "/var/lib/vfiovm-local/kubelet/device-plugins"), Map.of());
+    assertThat(s.helmValues())
+        .containsEntry("nodeDaemon.kubeletDir", "/var/lib/vfiovm-local/kubelet")
+        .containsEntry("nodePods.capabilities[0]", "SETUID")
+        .containsEntry("nodePods.capabilities[1]", "KILL")
+        .containsEntry("nodeDaemon.auditInterval", "3s");
+    assertThat(s.devicePluginDir()).contains(java.nio.file.Path.of("/var/lib/vfiovm-local/kubelet/device-plugins"));
+    String rendered = dev.vfiovm.e2e.chart.ChartRendering.template(s.helmValues());
+    assertThat(rendered).contains("value: \"SETUID,KILL\"").contains("path: /var/lib/vfiovm-local/kubelet/device-plugins");
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> E2ESettings.helmSet("novalue"))
+        .hasMessageContaining("not KEY=VALUE");
+  }
+
+  @Test
   void helmValuesPassTheChartSchema() {
     String rendered =
         dev.vfiovm.e2e.chart.ChartRendering.template(E2ESettings.from(Map.of(), Map.of()).helmValues());

@@ -7,9 +7,11 @@ import static org.awaitility.Awaitility.await;
 
 import com.marcnuri.helm.Helm;
 import com.marcnuri.helm.Release;
+import dev.vfiovm.api.DeviceSpec;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.Phase;
+import dev.vfiovm.api.UidAudit;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmSpec;
 import dev.vfiovm.e2e.chart.ChartRendering;
@@ -20,6 +22,7 @@ import io.fabric8.kubernetes.api.model.Node;
 import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.Quantity;
+import io.fabric8.kubernetes.api.model.apps.DaemonSet;
 import io.fabric8.kubernetes.api.model.apps.Deployment;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
@@ -28,6 +31,8 @@ import io.fabric8.kubernetes.client.dsl.Resource;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.kubernetes.api.model.KubernetesResourceList;
 import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Instant;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -180,7 +185,7 @@ class VfioVmClusterE2E {
       assertThat(pod.getSpec().getNodeName()).isEqualTo(status.getNodeName());
       assertThat(pod.getSpec().getServiceAccountName()).as("the VM's own node-pod identity")
           .isEqualTo(dev.vfiovm.controller.NodePodIdentity.name("vfiovm-node", vmNamespace, vm.getMetadata().getName()));
-      assertThat(pod.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isTrue();
+      assertNotPrivilegedFromTheApiAndFromInside(pod);
     }
 
     assertThat(client.pods().inNamespace(vmNamespace).list().getItems())
@@ -307,6 +312,145 @@ class VfioVmClusterE2E {
         .untilAsserted(() -> assertThat(client.pods().inNamespace(settings.operatorNamespace())
             .withLabel(NODE_POD_NAME_LABEL, "vfiovm-seed-probe").list().getItems()).isEmpty());
     deleteAndAwaitReleased(List.of(template));
+  }
+
+  /**
+   * The node daemon on the real kubelet: its plugin registered (the kubelet's own view, the Node's capacity,
+   * lists vfiovm.dev/iommu: 64 when this node has /dev/iommu, else 0), and its UID audit annotates the node,
+   * listing a running VM's host UID and moving on every scan.
+   */
+  @Test
+  @Order(5)
+  void theNodeDaemonServesTheKubeletAndAuditsUids() {
+    await("DaemonSet vfiovm-node ready on every node").atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          DaemonSet ds = client.apps().daemonSets().inNamespace(settings.operatorNamespace()).withName("vfiovm-node").get();
+          assertThat(ds.getStatus().getDesiredNumberScheduled()).isPositive();
+          assertThat(ds.getStatus().getNumberReady()).isEqualTo(ds.getStatus().getDesiredNumberScheduled());
+        });
+    Node node = seedNode();
+    String nodeName = node.getMetadata().getName();
+    Pod daemon = client.pods().inNamespace(settings.operatorNamespace())
+        .withLabel("app.kubernetes.io/component", "node-daemon").list().getItems().stream()
+        .filter(p -> nodeName.equals(p.getSpec().getNodeName())).findFirst().orElseThrow();
+    assertThat(daemon.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isFalse();
+    assertThat(daemon.getSpec().getHostPID()).isTrue();
+
+    // the kubelet's view: this host has /dev/iommu or not (the suite runs on the node: e2e/local, kind)
+    boolean iommu = Files.exists(Path.of("/dev/iommu"));
+    String expected = iommu ? "64" : "0";
+    await("the kubelet lists vfiovm.dev/iommu = " + expected).atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1)).untilAsserted(() -> {
+          Node now = client.nodes().withName(nodeName).get();
+          assertThat(now.getStatus().getCapacity()).containsKey("vfiovm.dev/iommu");
+          assertThat(now.getStatus().getCapacity().get("vfiovm.dev/iommu").toString()).isEqualTo(expected);
+          assertThat(now.getStatus().getAllocatable().get("vfiovm.dev/iommu").toString()).isEqualTo(expected);
+        });
+    String log = client.pods().inNamespace(settings.operatorNamespace()).withName(daemon.getMetadata().getName())
+        .inContainer("node-daemon").getLog();
+    assertThat(log).contains("vfiovm.dev/iommu: registered with the kubelet (" + (iommu ? "64 (64" : "0 (0")
+        + " healthy) devices)").contains("vfiovm.dev/iommu: the kubelet watches");
+    settings.devicePluginDir().ifPresent(dir -> assertThat(dir.resolve("vfiovm-iommu.sock"))
+        .as("the plugin's socket next to the kubelet's").exists());
+
+    // the UID audit: a running VM's UID is listed, gone after delete; scannedAt moves
+    VfioVm vm = awaitPhase(List.of(create("audited", null)), Phase.Running).get(0);
+    long uid = vm.getStatus().getHostUid();
+    UidAudit first = await("the node's " + UidAudit.ANNOTATION + " lists UID " + uid).atMost(settings.timeout())
+        .pollInterval(Duration.ofSeconds(1)).until(() -> uidAudit(nodeName), a -> a != null && a.liveUids().contains(uid));
+    assertThat(first.uidRangeStart()).isEqualTo(UID_RANGE_START);
+    assertThat(first.uidRangeSize()).isEqualTo(UID_RANGE_SIZE);
+    await("scannedAt moves").atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofSeconds(1))
+        .until(() -> uidAudit(nodeName), a -> Instant.parse(a.scannedAt()).isAfter(Instant.parse(first.scannedAt())));
+    deleteAndAwaitReleased(List.of(vm));
+    await("UID " + uid + " gone from the audit").atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .until(() -> uidAudit(nodeName), a -> !a.liveUids().contains(uid));
+  }
+
+  /** A VM asking for a device its node does not have ends Pending with a condition naming the resource. */
+  @Test
+  @Order(6)
+  void aVmAskingForADeviceNoNodeHasSaysWhichResourceIsMissing() {
+    VfioVmSpec spec = new VfioVmSpec();
+    spec.setMemory(settings.vmMemory());
+    spec.setDmaBackend(DmaBackend.Iommufd);
+    // bus ff, function 7: no such device bound to vfio-pci on a test node
+    spec.setDevices(List.of(new DeviceSpec("0000:ff:1f.7")));
+    VfioVm vm = new VfioVm();
+    vm.setMetadata(new ObjectMetaBuilder().withName("no-such-device").withNamespace(vmNamespace).build());
+    vm.setSpec(spec);
+    VfioVm created = vms().inNamespace(vmNamespace).resource(vm).create();
+    await("Placed=False MissingDeviceResource").atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
+        .untilAsserted(() -> {
+          VfioVm now = get(created);
+          assertThat(now.getStatus()).isNotNull();
+          Condition placed = condition(now, "Placed").orElseThrow();
+          assertThat(placed.getStatus()).isEqualTo("False");
+          assertThat(placed.getReason()).isEqualTo("MissingDeviceResource");
+          assertThat(placed.getMessage()).contains("vfiovm.dev/pci-0000-ff-1f.7").contains("status.allocatable");
+        });
+    VfioVm pending = get(created);
+    assertThat(pending.getStatus().getPhase()).as("waits: the device may be bound to vfio-pci later")
+        .isEqualTo(Phase.Pending);
+    assertThat(nodePods(pending)).as("no node pod for an unplaceable VM").isEmpty();
+    deleteAndAwaitReleased(List.of(created));
+  }
+
+  static UidAudit uidAudit(String node) {
+    Map<String, String> annotations = client.nodes().withName(node).get().getMetadata().getAnnotations();
+    String json = annotations == null ? null : annotations.get(UidAudit.ANNOTATION);
+    return json == null ? null : UidAudit.fromJson(json);
+  }
+
+  /** Linux capability numbers (capability.h) of the names a securityContext takes. */
+  static final Map<String, Integer> CAPABILITY_BITS = Map.ofEntries(
+      Map.entry("CHOWN", 0), Map.entry("DAC_OVERRIDE", 1), Map.entry("DAC_READ_SEARCH", 2), Map.entry("FOWNER", 3),
+      Map.entry("FSETID", 4), Map.entry("KILL", 5), Map.entry("SETGID", 6), Map.entry("SETUID", 7),
+      Map.entry("SETPCAP", 8), Map.entry("NET_BIND_SERVICE", 10), Map.entry("NET_ADMIN", 12),
+      Map.entry("NET_RAW", 13), Map.entry("IPC_LOCK", 14), Map.entry("SYS_CHROOT", 18), Map.entry("SYS_PTRACE", 19),
+      Map.entry("SYS_ADMIN", 21), Map.entry("SYS_NICE", 23), Map.entry("SYS_RESOURCE", 24), Map.entry("MKNOD", 27),
+      Map.entry("AUDIT_WRITE", 29), Map.entry("SETFCAP", 31));
+
+  /**
+   * privileged: false from the API, and from the agent's own view: /proc/1/status (the node-agent container's
+   * first process, the agent's JVM) has exactly the pod's added capabilities effective and bounding, and
+   * NoNewPrivs set (allowPrivilegeEscalation: false).
+   */
+  static void assertNotPrivilegedFromTheApiAndFromInside(Pod pod) {
+    var sc = pod.getSpec().getContainers().get(0).getSecurityContext();
+    assertThat(sc.getPrivileged()).isFalse();
+    assertThat(sc.getAllowPrivilegeEscalation()).isFalse();
+    assertThat(sc.getCapabilities().getDrop()).containsExactly("ALL");
+    assertThat(sc.getProcMount()).as("the ProcMountType gate is on: the API server kept the field").isEqualTo("Unmasked");
+    assertThat(pod.getSpec().getVolumes()).as("no host paths").allSatisfy(v -> assertThat(v.getHostPath()).isNull());
+    long expected = 0;
+    for (String cap : sc.getCapabilities().getAdd()) {
+      assertThat(CAPABILITY_BITS).as("known capability").containsKey(cap);
+      expected |= 1L << CAPABILITY_BITS.get(cap);
+    }
+    String status = exec(pod, "cat", "/proc/1/status");
+    assertThat(statusField(status, "CapEff")).as("agent CapEff (%s)", sc.getCapabilities().getAdd()).isEqualTo(expected);
+    assertThat(statusField(status, "CapBnd")).as("agent CapBnd").isEqualTo(expected);
+    assertThat(status).containsPattern("NoNewPrivs:\\s+1");
+  }
+
+  static long statusField(String status, String field) {
+    return status.lines().filter(l -> l.startsWith(field + ":")).findFirst()
+        .map(l -> Long.parseUnsignedLong(l.substring(field.length() + 1).trim(), 16))
+        .orElseThrow(() -> new AssertionError("no " + field + " in " + status));
+  }
+
+  static String exec(Pod pod, String... command) {
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+    try (var watch = client.pods().inNamespace(pod.getMetadata().getNamespace()).withName(pod.getMetadata().getName())
+        .inContainer("node-agent").writingOutput(out).writingError(err).exec(command)) {
+      Integer code = watch.exitCode().get(60, java.util.concurrent.TimeUnit.SECONDS);
+      assertThat(code).as("exit of %s: %s", String.join(" ", command), err).isZero();
+    } catch (Exception e) {
+      throw new AssertionError("exec " + String.join(" ", command) + " in " + pod.getMetadata().getName() + ": " + e, e);
+    }
+    return out.toString(java.nio.charset.StandardCharsets.UTF_8);
   }
 
   /** 3/4 of the memlock limit, in whole pages: one such VM fits its limit, two under one UID do not. */

@@ -183,6 +183,7 @@ final class VmProcess {
       }
       fds.add(seccomp); // read (and closed) by bwrap: the VM process never holds it
       cgroup = VmCgroup.create(plan.vm(), Kernel.getpid());
+      Kernel.becomeChildSubreaper();
       pid = Kernel.spawn("/bin/sh", argv, env, fds, stderr);
     } catch (RuntimeException e) {
       Kernel.closeQuietly(pair[0]);
@@ -489,6 +490,44 @@ final class VmProcess {
     return "";
   }
 
+  /**
+   * The exited init is a zombie until its parent reaps it: the agent itself (child subreaper: the init was
+   * reparented to it when bwrap's monitor exited), else whoever it went to (waited for, bounded).
+   */
+  private boolean reapInit(long timeoutMillis) {
+    Path status = Path.of("/proc/" + initPid + "/status");
+    long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
+    while (true) {
+      String ppid = null;
+      try {
+        for (String l : Files.readAllLines(status)) {
+          if (l.startsWith("PPid:")) {
+            ppid = l.substring(5).trim();
+          }
+        }
+      } catch (IOException e) {
+        return true; // reaped
+      }
+      if (Integer.toString(Kernel.getpid()).equals(ppid)) {
+        try {
+          Kernel.waitpid(initPid, false);
+        } catch (KernelException e) {
+          // ECHILD: reaped meanwhile
+        }
+        return true;
+      }
+      if (System.nanoTime() > deadline) {
+        return false;
+      }
+      try {
+        Thread.sleep(5);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return false;
+      }
+    }
+  }
+
   /** SIGTERM (or another signal) to the VMM itself, the sandbox's pid 2; false if it is gone. */
   boolean signalVmm(int signal) {
     int vmm = vmmPid();
@@ -522,7 +561,7 @@ final class VmProcess {
     killSandbox(true);
     boolean gone = true;
     if (initPidfd >= 0) {
-      gone = Kernel.awaitPidfd(initPidfd, timeoutMillis);
+      gone = Kernel.awaitPidfd(initPidfd, timeoutMillis) && reapInit(timeoutMillis);
       Kernel.closeQuietly(initPidfd);
       initPidfd = -1;
     }

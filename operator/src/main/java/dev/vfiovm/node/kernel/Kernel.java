@@ -398,6 +398,19 @@ public final class Kernel {
     }
   }
 
+  /**
+   * Makes the caller a child subreaper: an orphaned descendant (a VM sandbox's PID-namespace init, once the
+   * agent's own child exited) is reparented to it, so the agent reaps it instead of leaving a zombie to a
+   * container's pid 1 that may never reap.
+   */
+  public static void becomeChildSubreaper() {
+    try {
+      libc().prctl(Uapi.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    } catch (LastErrorException e) {
+      throw fail("prctl(PR_SET_CHILD_SUBREAPER)", e);
+    }
+  }
+
   /** The calling process gets signal when its parent (thread) dies: a VM must not outlive its agent. */
   public static void dieWithParent(int signal) {
     try {

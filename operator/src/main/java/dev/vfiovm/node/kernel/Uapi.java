@@ -82,6 +82,7 @@ public final class Uapi {
   public static final int SIGTERM = 15;
   public static final int WNOHANG = 1;
   public static final int PR_SET_PDEATHSIG = 1;
+  public static final int PR_SET_CHILD_SUBREAPER = 36;
   public static final int CLOSE_RANGE_CLOEXEC = 1 << 2;
   public static final int SIG_SETMASK = 2;
   public static final short POSIX_SPAWN_SETSIGDEF = 0x04;

@@ -2,7 +2,7 @@
 # Builds, on the host before the L1 guest boots, what the iommufd tier's scenarios run inside it, into DIR:
 #   l2.cpio.gz          the Linux L2 guest's initramfs (static busybox + l2-init)   (scenario 1)
 #   tiny-guest.elf      the tiny Multiboot payload that prints one console line     (scenarios 2-4)
-#   compromised-vmm     the --vm-command of scenario 5 (compromised-vmm.c)
+#   compromised-vm      the --vm-command of scenarios 5 and 7 (e2e/probes/compromised-vm.c)
 #   vfiovm.jar + agent.jsa  the agent jar and an AppCDS archive of it made with this machine's JVM (the guest
 #                       runs the same JVM over 9p; the archive is valid only for this jar at this path, so both
 #                       sit in DIR, which the guest sees at the same path). Saves most of each agent JVM's
@@ -22,7 +22,7 @@ install -m 0755 "$here/l2-init" "$root/init"
 as --32 -o "$root/tiny-guest.o" "$here/tiny-guest.S"
 ld -m elf_i386 -Ttext=0x100000 -o "$dir/tiny-guest.elf" "$root/tiny-guest.o"
 
-gcc -O2 -Wall -Werror -o "$dir/compromised-vmm" "$here/compromised-vmm.c"
+gcc -O2 -Wall -Werror -o "$dir/compromised-vm" "$here/../probes/compromised-vm.c"
 
 install -m 0644 "$jar" "$dir/vfiovm.jar"
 rm -f "$dir/agent.jsa"
@@ -32,5 +32,5 @@ java "$@" -XX:ArchiveClassesAtExit="$dir/agent.jsa" -jar "$dir/vfiovm.jar" node-
   >"$dir/cds.log" 2>&1 || true
 [[ -s $dir/agent.jsa ]] || { echo "no AppCDS archive made: $(tail -5 "$dir/cds.log")" >&2; exit 1; }
 chmod 0644 "$dir"/*
-chmod 0755 "$dir/compromised-vmm" "$dir"
+chmod 0755 "$dir/compromised-vm" "$dir"
 ls -l "$dir"

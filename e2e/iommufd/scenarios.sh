@@ -22,12 +22,15 @@
 #   3  s3-below: limit below guest RAM -> ENOMEM; s3-below-need: limit = guest RAM, below RAM + BIOS -> ENOMEM
 #   5  s5-compromised: --vm-command compromised-vmm, per-user: pins its memory, READY, then a forked child and
 #      an exec'd image each try to pin more -> ENOMEM
+#   7  s7-probe: --vm-command compromised-vm probe (e2e/probes), per-user, next to s1 (the victim): every
+#      PROBE line refused or nothing (RLIMIT_MODE on the real iommufd: EPERM); after SIGTERM no process of UID
+#      70007 is left (uid-left), and s7-again of the same UID pins its whole limit (memory = limit) at once
 #   6  s6-unbound, s6-noiommu: cheap refusals before any VMM starts
 #   1  (s1's lease)  4  SIGTERM s1 -> Stopped, pins 0, QEMU gone; s4-next: a new VM of UID 70001 on DEV_A
 #      boots right after (per-user accounting would refuse it if any of s1's pins were still charged)
 #
 # Env: VFIOVM_JAR, BIN (built by build-payloads.sh: vfiovm.jar, agent.jsa, l2.cpio.gz, tiny-guest.elf,
-#      compromised-vmm), KERNEL (the L2 kernel: the same bzImage as L1's), QEMU_DIR (QEMU 10 unpacked: DIR/usr/bin),
+#      compromised-vm), KERNEL (the L2 kernel: the same bzImage as L1's), QEMU_DIR (QEMU 10 unpacked: DIR/usr/bin),
 #      VFIO_DEVICES (two BDFs bound to vfio-pci, comma-separated), OTHER_DEVICE (kept on its driver),
 #      PIN_EXTRA (bytes QEMU pins beyond -m: the BIOS), AGENT_TIMEOUT (s), L2_TIMEOUT (s), AGENT_JAVA_OPTS
 set -uo pipefail
@@ -45,6 +48,7 @@ need() { echo $(( $1 + PIN_EXTRA )); }   # what a QEMU VM of $1 bytes of RAM pin
 M1=$((128 * MI))        # the Linux L2
 MT=$((32 * MI))         # the tiny guests
 M5=$((16 * MI)); L5=$((24 * MI))   # the compromised VMM: guest memory, limit (room for 8 MiB more, not 16)
+M7=$((8 * MI)); L7=$((16 * MI))    # the probe: guest memory, limit
 LINUX_CMDLINE="console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check rdinit=/init"
 TINY_MARKER=VFIOVM-TINY-GUEST
 
@@ -61,7 +65,7 @@ mkdir -p "$W/qemu" "$W/boot"
 mount --bind "$QEMU_DIR" "$W/qemu" || { echo "scenario: cannot bind $QEMU_DIR" >&2; exit 3; }
 install -m 0644 "$KERNEL" "$W/boot/bzImage"
 install -m 0644 "$BIN/l2.cpio.gz" "$BIN/tiny-guest.elf" "$W/boot/"
-install -m 0755 "$BIN/compromised-vmm" "$W/boot/"
+install -m 0755 "$BIN/compromised-vm" "$W/boot/"
 export VFIOVM_QEMU=$W/qemu/usr/bin/qemu-system-x86_64
 export VFIOVM_QEMU_DATA=$W/qemu/usr/share/qemu:/usr/share/seabios
 LINUX=(--kernel "$W/boot/bzImage" --initrd "$W/boot/l2.cpio.gz" --cmdline "$LINUX_CMDLINE")
@@ -194,13 +198,31 @@ timing scenario-3 "$s" "$(now)"
 #   exec'd image; each is refused (ENOMEM) because the UID's counter holds what was pinned first
 s=$(now)
 agent s5-compromised "$AGENT_TIMEOUT" --host-uid 70005 --memory $M5 --memlock $L5 --accounting per-user \
-  --device "$DEV_B" --vm-command "$W/boot/compromised-vmm" "$M5" $((4 * MI))
+  --device "$DEV_B" --vm-command "$W/boot/compromised-vm" "$M5" $((4 * MI))
 await s5-compromised Running Failed && snapshot s5-compromised ready
 kill -USR1 "$(field s5-compromised vmPid)"   # the agent has read its pins: now the attack
 output_has s5-compromised 'compromised-vmm: done'
 snapshot s5-compromised
 stop s5-compromised
 timing scenario-5 "$s" "$(now)"
+
+# 7 the compromised-VM probe in its sandbox, with a real iommufd and VFIO cdev, next to s1 (the victim); then
+#   the kernel's view: no process of its UID left; the same UID pins its whole limit again
+s=$(now)
+s1_agent=$(pgrep -P "${PID[s1-linux]}" java | head -1)
+agent s7-probe "$AGENT_TIMEOUT" --host-uid 70007 --memory $M7 --memlock $L7 --accounting per-user \
+  --device "$DEV_B" --vm-command "$W/boot/compromised-vm" probe victim="$(field s1-linux vmPid)" agent="$s1_agent" \
+  secret="$VMS/s1-linux/report.json" secret="$VMS/s7-probe/report.json" secret="$BIN/vfiovm.jar" \
+  readonly="$W/boot/compromised-vm" readonly="$W/boot/bzImage"
+await s7-probe Running Failed && output_has s7-probe PROBE-DONE && snapshot s7-probe
+stop s7-probe
+for st in /proc/[0-9]*/status; do
+  awk -v f="$st" '/^Uid:/ { for (i = 2; i <= 5; i++) if ($i == 70007) { print f; exit } }' "$st" 2>/dev/null
+done > "$VMS/s7-probe/uid-left"
+log "s7-probe: processes of UID 70007 left: $(wc -l < "$VMS/s7-probe/uid-left")"
+run s7-again --host-uid 70007 --memory $L7 --memlock $L7 --accounting per-user --device "$DEV_B" \
+  --exit-when-running --vm-command "$W/boot/compromised-vm"
+timing scenario-7 "$s" "$(now)"
 
 # 6 clear refusals: a device not bound to vfio-pci; no /dev/iommu (renamed away meanwhile, then restored; s1's
 #   agent opened its iommufd long ago)

@@ -145,7 +145,7 @@ build_node_base() {
     chroot "$r" apt-get update -qq &&
     chroot "$r" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       "qemu-system-x86=$QEMU_DEB_VERSION" "qemu-system-common=$QEMU_DEB_VERSION" "qemu-system-data=$QEMU_DEB_VERSION" \
-      seabios/bookworm-backports busybox-static
+      seabios/bookworm-backports busybox-static bubblewrap libseccomp2
   } > "$w/apt.log" 2>&1 || rc=$?
   umount "$r/proc"
   # (QEMU 10 needs seabios > 1.16.3 from backports too; its libraries are bookworm's)

@@ -50,6 +50,30 @@ public class NodeAgentReport {
   private String console;
   /** Bytes of serial console output so far (at the last report). */
   private Long consoleBytes;
+  /**
+   * The VM's own cgroup (cgroup2 path on the node, below the agent's own; teardown writes cgroup.kill), or
+   * null where the agent cannot create one (cgroup2 not writable: the sandbox's PID namespace holds then).
+   */
+  @JsonInclude(JsonInclude.Include.ALWAYS)
+  private String cgroup;
+  /** How the VM process is contained (bubblewrap namespaces, seccomp), in a few words. */
+  private String sandbox;
+
+  public String getCgroup() {
+    return cgroup;
+  }
+
+  public void setCgroup(String cgroup) {
+    this.cgroup = cgroup;
+  }
+
+  public String getSandbox() {
+    return sandbox;
+  }
+
+  public void setSandbox(String sandbox) {
+    this.sandbox = sandbox;
+  }
 
   public String getVmm() {
     return vmm;

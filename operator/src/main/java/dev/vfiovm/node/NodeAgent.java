@@ -108,14 +108,14 @@ public final class NodeAgent {
         Kernel.WaitStatus status = vmExit.join();
         release();
         if (status.exited() && status.exitCode() == 0) {
-          report.setMessage("VM process " + vm.pid() + " exited (status 0"
+          report.setMessage("VM process " + vmPidForWords() + " exited (status 0"
               + (isQemu ? ": the guest powered off" : "") + "); every pin released");
           publish(AgentPhase.Stopped);
           return new Outcome(0, null);
         }
-        return fail("VmExited", "VM process " + vm.pid() + " " + status + vmmWords() + "; every pin released");
+        return fail("VmExited", "VM process " + vmPidForWords() + " " + exitWords(status) + vmmWords() + "; every pin released");
       }
-      LOG.info("stop requested: stopping VM process {}", vm.pid());
+      LOG.info("stop requested: stopping VM process {}", vmPidForWords());
       stopVm();
       release();
       report.setMessage("stopped on request; every pin released");
@@ -170,7 +170,8 @@ public final class NodeAgent {
       closeAgentDeviceFds();
     }
     int pid = vm.pid();
-    report.setVmPid((long) pid);
+    report.setCgroup(vm.cgroup());
+    report.setSandbox(vm.sandbox());
     vmStderr = new StreamRelay("vm-" + pid + "-stderr", stderrPair[0], List.of(System.out), "vm[" + pid + "]: ");
     if (consolePair != null) {
       List<OutputStream> sinks = new ArrayList<>(List.of(System.out));
@@ -207,6 +208,13 @@ public final class NodeAgent {
     if (isQemu) {
       awaitGuestRunning(pid);
     }
+    // the VMM itself: pid 2 of the sandbox's PID namespace (pid is the agent's child, bwrap's monitor)
+    int vmmPid = vm.vmmPid();
+    if (vmmPid <= 0) {
+      throw new AgentFailure("VmExited", "VM process " + pid + " " + awaitExit() + " right after starting" + vmmWords());
+    }
+    pid = vmmPid;
+    report.setVmPid((long) pid);
     checkIdentity(pid);
     long pinned = pinnedBytes(pid);
     report.setPinnedBytes(pinned);
@@ -448,6 +456,18 @@ public final class NodeAgent {
     }
   }
 
+  /** bwrap exits with 128+N when the VMM was killed by signal N: say it as the kernel would. */
+  static String exitWords(Kernel.WaitStatus status) {
+    if (status.exited() && status.exitCode() > 128 && status.exitCode() < 128 + 65) {
+      return "killed by signal " + (status.exitCode() - 128) + " (bwrap's exit status " + status.exitCode() + ")";
+    }
+    return status.toString();
+  }
+
+  private String vmPidForWords() {
+    return report.getVmPid() != null ? report.getVmPid().toString() : Integer.toString(vm.pid());
+  }
+
   private String vmmWords() {
     if (vmStderr == null) {
       return "";
@@ -476,7 +496,7 @@ public final class NodeAgent {
 
   private String awaitExit() {
     try {
-      return vmExit.get(STOP_GRACE_SECONDS, TimeUnit.SECONDS).toString();
+      return exitWords(vmExit.get(STOP_GRACE_SECONDS, TimeUnit.SECONDS));
     } catch (InterruptedException | ExecutionException | TimeoutException e) {
       return "stopped answering";
     }
@@ -484,7 +504,8 @@ public final class NodeAgent {
 
   /**
    * QEMU: QMP system_powerdown, the guest's grace, then quit, then SIGKILL; a --vm-command: SIGTERM, then
-   * SIGKILL. Always to the VM's process group, and returns once the VM process is reaped.
+   * SIGKILL. SIGTERM goes to the VMM, SIGKILL to the whole sandbox; returns once the agent's child is reaped
+   * ({@link #release} then waits until no process of the VM remains).
    */
   private void stopVm() {
     if (vm == null || vmExit.isDone()) {
@@ -508,14 +529,16 @@ public final class NodeAgent {
       if (waitExit(STOP_GRACE_SECONDS)) {
         return;
       }
-      vm.signal(Uapi.SIGKILL);
+      vm.killSandbox(false);
       vmExit.join();
       return;
     }
-    vm.signal(Uapi.SIGTERM);
+    if (!vm.signalVmm(Uapi.SIGTERM)) {
+      vm.killSandbox(false);
+    }
     if (!waitExit(STOP_GRACE_SECONDS)) {
-      LOG.warn("VM process {} ignored SIGTERM for {} s: SIGKILL", vm.pid(), STOP_GRACE_SECONDS);
-      vm.signal(Uapi.SIGKILL);
+      LOG.warn("VM process {} ignored SIGTERM for {} s: SIGKILL to its sandbox", vmPidForWords(), STOP_GRACE_SECONDS);
+      vm.killSandbox(false);
       vmExit.join();
     }
   }
@@ -542,7 +565,15 @@ public final class NodeAgent {
 
   /** Releases what the agent holds; the VM's pins went with its process (its fds were the last ones). */
   private void release() {
-    if (vm != null) {
+    if (vm != null && vmExit != null) {
+      if (!vmExit.isDone()) {
+        vm.killSandbox(false);
+      }
+      vmExit.join();
+      // whatever the VM started (a setsid child keeps the sandbox's init alive): killed, and waited for
+      if (vm.teardown(TimeUnit.SECONDS.toMillis(STOP_GRACE_SECONDS))) {
+        LOG.info("VM process {}: no process of the VM remains", vmPidForWords());
+      }
       vm.closeControl();
     }
     if (qmp != null) {

@@ -62,6 +62,12 @@ public final class NodeAgentCommand implements Callable<Integer> {
   List<String> vmCommand = new ArrayList<>();
 
   @Option(
+      names = "--vm-ro-bind",
+      paramLabel = "PATH",
+      description = "CLI only (tests, probes): one more host path visible read-only inside the VM's sandbox (repeatable).")
+  List<String> vmReadOnly = new ArrayList<>();
+
+  @Option(
       names = {"--exit-when-running", "--exit-after-map"},
       description = "Reach Running (guest running, memory pinned), report, stop the VM as on SIGTERM and exit 0.")
   boolean exitAfterMap;
@@ -146,6 +152,7 @@ public final class NodeAgentCommand implements Callable<Integer> {
         report,
         reportPod,
         vmCommand,
+        vmReadOnly,
         exitAfterMap,
         new NodeAgentPlan.Vmm(
             qemu,

@@ -20,6 +20,7 @@ public record NodeAgentPlan(
     Path reportFile,
     String reportPod,
     List<String> vmCommand,
+    List<String> vmReadOnly,
     boolean exitAfterMap,
     Vmm vmm) {
 
@@ -69,6 +70,12 @@ public record NodeAgentPlan(
   public NodeAgentPlan {
     devices = List.copyOf(devices);
     vmCommand = List.copyOf(vmCommand);
+    vmReadOnly = List.copyOf(vmReadOnly);
+    for (String p : vmReadOnly) {
+      if (!p.startsWith("/")) {
+        throw new IllegalArgumentException("--vm-ro-bind " + p + " must be an absolute path");
+      }
+    }
     if (vm == null || !vm.matches("[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?")) {
       throw new IllegalArgumentException("--vm '" + vm + "' must be NAMESPACE/NAME of the VfioVm");
     }

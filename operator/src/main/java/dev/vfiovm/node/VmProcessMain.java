@@ -37,10 +37,10 @@ public final class VmProcessMain {
         opts.put(a.substring(0, eq), a.substring(eq + 1));
       }
     }
-    int agentPid = Integer.parseInt(opts.get("agent-pid"));
-    // die with the agent, so an agent killed outright does not leave pins behind
+    // die with the sandbox's init (bwrap's reaper, pid 1 of the VM's PID namespace), which dies with the
+    // agent's child, which dies with the agent (parent-death signals all the way up): no pins left behind
     Kernel.dieWithParent(Uapi.SIGKILL);
-    if (Kernel.getppid() != agentPid) {
+    if (Kernel.getppid() != 1) {
       System.exit(3);
     }
     int control = VmFds.CONTROL;

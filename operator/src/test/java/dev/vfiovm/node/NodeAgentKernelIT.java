@@ -243,10 +243,11 @@ class NodeAgentKernelIT {
     Agent other = agent("other", uid(), GUEST, LIMIT);
     other.awaitPhase(AgentPhase.Running);
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    String cp = jar + ":" + Path.of(CompromisedVm.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+    Path testClasses = Path.of(CompromisedVm.class.getProtectionDomain().getCodeSource().getLocation().toURI());
+    String cp = jar + ":" + testClasses;
     Agent bad =
         agent(
-            "compromised", uid(), GUEST, LIMIT,
+            "compromised", uid(), GUEST, LIMIT, "--vm-ro-bind", testClasses.toString(),
             "--vm-command", java, "-Djna.tmpdir=/tmp", "-XX:-UsePerfData", "-cp", cp, CompromisedVm.class.getName());
     bad.awaitPhase(AgentPhase.Running);
     await().atMost(Duration.ofSeconds(60)).until(() -> bad.stdout().contains("compromised-vm=holding"));
@@ -260,6 +261,153 @@ class NodeAgentKernelIT {
     assertThat(bad.report().getPhase()).isEqualTo(AgentPhase.Running);
     assertThat(registered(other.vmPid())).isEqualTo(GUEST);
     assertThat(other.report().getPhase()).isEqualTo(AgentPhase.Running);
+  }
+
+  /** Every live host process that has uid as its real, effective, saved or fs UID (the kernel's view). */
+  static List<Integer> processesOf(long uid) throws IOException {
+    List<Integer> out = new ArrayList<>();
+    try (var procs = Files.list(Path.of("/proc"))) {
+      for (Path p : (Iterable<Path>) procs::iterator) {
+        String name = p.getFileName().toString();
+        if (!name.matches("\\d+")) {
+          continue;
+        }
+        try {
+          for (String l : Files.readAllLines(p.resolve("status"))) {
+            if (l.startsWith("Uid:") && List.of(l.substring(4).trim().split("\\s+")).contains(Long.toString(uid))) {
+              out.add(Integer.parseInt(name));
+            }
+          }
+        } catch (IOException gone) {
+          // exited while scanning
+        }
+      }
+    }
+    return out;
+  }
+
+  /** e2e/probes/compromised-vm.c, compiled into a directory the VM's UID can reach (not the 0700 @TempDir). */
+  static Path compileProbe() throws Exception {
+    Path src = Path.of(System.getenv().getOrDefault("VFIOVM_REPO_ROOT", ".."), "e2e/probes/compromised-vm.c");
+    Prerequisites.require(Files.isRegularFile(src), "the probe's source at " + src + " (VFIOVM_REPO_ROOT)");
+    Prerequisites.require(new ProcessBuilder("cc", "--version").start().waitFor() == 0, "a C compiler (cc)");
+    Path dir = Files.createTempDirectory("vfiovm-probe");
+    Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+    Path bin = dir.resolve("compromised-vm");
+    Process cc = new ProcessBuilder("cc", "-O2", "-Wall", "-Werror", "-o", bin.toString(), src.toString())
+        .redirectErrorStream(true).start();
+    String out = new String(cc.getInputStream().readAllBytes());
+    assertThat(cc.waitFor()).as(out).isZero();
+    return bin;
+  }
+
+  /** A non-loopback IPv4 address of this host, if it has one: the probe tries to reach it too. */
+  static String hostAddress() throws IOException {
+    for (var nif : java.util.Collections.list(java.net.NetworkInterface.getNetworkInterfaces())) {
+      for (var a : java.util.Collections.list(nif.getInetAddresses())) {
+        if (a instanceof java.net.Inet4Address && !a.isLoopbackAddress()) {
+          return a.getHostAddress();
+        }
+      }
+    }
+    return null;
+  }
+
+  /**
+   * The compromised-VM probe (e2e/probes/compromised-vm.c) as the VM process, next to a real victim VM: every
+   * attempt is refused or finds nothing (never a LEAK); the victim keeps running with its pins; the probe runs
+   * as its UID in its own PID namespace and cgroup; after SIGTERM no process of its UID is left on the host
+   * (the setsid grandchild included) and the UID pins its whole limit again.
+   */
+  @Test
+  void theCompromisedVmProbeReachesNothingAndLeavesNothingBehind() throws Exception {
+    Path probe = compileProbe();
+    Path secrets = Files.createTempDirectory("vfiovm-secret");
+    try (java.nio.channels.ServerSocketChannel server = java.nio.channels.ServerSocketChannel.open()) {
+      Files.setPosixFilePermissions(secrets, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+      // world-readable: only the sandbox keeps it from the VM
+      Path token = Files.writeString(secrets.resolve("token"), "a-service-account-token");
+      server.bind(new java.net.InetSocketAddress("0.0.0.0", 0));
+      server.configureBlocking(false);
+      int port = ((java.net.InetSocketAddress) server.getLocalAddress()).getPort();
+
+      Agent victim = agent("victim", uid(), GUEST, LIMIT);
+      victim.awaitPhase(AgentPhase.Running);
+      int victimPid = victim.vmPid();
+      long uid = uid();
+      List<String> args = new ArrayList<>(List.of(
+          "--vm-command", probe.toString(), "probe", "victim=" + victimPid, "agent=" + victim.process().pid(),
+          "secret=" + token, "secret=" + victim.reportFile(), "secret=" + dir.resolve("probe.json"),
+          "readonly=" + jar, "readonly=" + probe, "connect=127.0.0.1:" + port));
+      String host = hostAddress();
+      if (host != null) {
+        args.add("connect=" + host + ":" + port);
+      }
+      Agent bad = agent("probe", uid, GUEST, LIMIT, args.toArray(new String[0]));
+      NodeAgentReport running = bad.awaitPhase(AgentPhase.Running);
+      await().atMost(Duration.ofSeconds(60)).until(() -> bad.stdout().contains("PROBE-DONE") || !bad.process().isAlive());
+
+      List<String> lines = bad.stdout().lines().filter(l -> l.startsWith("PROBE ")).toList();
+      assertThat(lines).as(bad.stdout()).allMatch(l -> l.matches("PROBE \\S+ (refused|nothing) .*"));
+      java.util.Map<String, String> verdicts = new java.util.HashMap<>();
+      lines.forEach(l -> verdicts.put(l.split(" ")[1], l.split(" ")[2]));
+      assertThat(verdicts).containsEntry("serviceaccount-token", "nothing").containsEntry("run-secrets", "nothing")
+          .containsEntry("agent-file-0", "nothing").containsEntry("agent-file-1", "nothing")
+          .containsEntry("agent-file-2", "nothing").containsEntry("write-readonly-0", "refused")
+          .containsEntry("write-readonly-1", "refused").containsEntry("agent-environ", "nothing")
+          .containsEntry("agent-proc-environ", "nothing").containsEntry("signal-agent", "nothing")
+          .containsEntry("apiserver-loopback", "refused").containsEntry("connect-0", "refused")
+          .containsEntry("proc-list", "nothing").containsEntry("victim-memfd", "nothing")
+          .containsEntry("victim-mem", "nothing").containsEntry("signal-victim", "nothing")
+          .containsEntry("ptrace-victim", "refused").containsEntry("ptrace-init", "refused")
+          .containsEntry("kill-all", "nothing").containsEntry("memlock-soft-above-hard", "refused")
+          .containsEntry("memlock-raise-hard", "refused").containsEntry("memlock-raise-syscall", "refused")
+          .containsEntry("memlock-now", "nothing").containsEntry("pin-beyond-limit", "refused")
+          .containsEntry("mount-tmpfs", "refused").containsEntry("unshare-user", "refused")
+          .containsEntry("clone-newuser", "refused").containsEntry("setns-user", "refused")
+          .containsEntry("bpf-prog-load", "refused").containsEntry("setsid-child", "nothing")
+          // no /dev/iommu on this host: the iommufd tier proves RLIMIT_MODE refused
+          .containsEntry("rlimit-mode", "nothing");
+      if (host != null) {
+        assertThat(verdicts).containsEntry("connect-1", "refused");
+      }
+      assertThat(bad.stdout()).contains("PROBE pin-beyond-limit refused IORING_REGISTER_BUFFERS of " + LIMIT + " more bytes: ENOMEM");
+      assertThat(server.accept()).as("no connection reached the host").isNull();
+
+      // the victim is untouched
+      assertThat(victim.report().getPhase()).isEqualTo(AgentPhase.Running);
+      assertThat(Path.of("/proc/" + victimPid)).exists();
+      assertThat(registered(victimPid)).isEqualTo(GUEST);
+
+      // the probe: its UID, pid 2 of its own PID namespace, in its own cgroup (writable cgroup2 here)
+      int vmPid = bad.vmPid();
+      assertThat(proc(vmPid).uids()).containsOnly(uid);
+      assertThat(Files.readAllLines(Path.of("/proc/" + vmPid + "/status"))).anyMatch(l -> l.matches("NSpid:\\s+" + vmPid + "\\s+2"));
+      assertThat(running.getSandbox()).contains("bubblewrap", "seccomp");
+      if (Files.isWritable(Path.of("/sys/fs/cgroup/unified"))) {
+        assertThat(running.getCgroup()).startsWith("/sys/fs/cgroup/unified/vfiovm-");
+        assertThat(Files.readString(Path.of(running.getCgroup(), "cgroup.procs"))).contains(Integer.toString(vmPid));
+      }
+      // the setsid grandchild is a process of the UID too (namespace init, probe, grandchild at least)
+      assertThat(processesOf(uid)).hasSizeGreaterThanOrEqualTo(3);
+
+      assertThat(bad.stop()).as(bad.stderr()).isZero();
+      assertThat(bad.report().getPhase()).isEqualTo(AgentPhase.Stopped);
+      // the agent reported Stopped only once none was left: no waiting here
+      assertThat(processesOf(uid)).isEmpty();
+      if (running.getCgroup() != null) {
+        assertThat(Path.of(running.getCgroup())).doesNotExist();
+      }
+      // and the UID's per-user counter is back to zero: the whole budget (minus the ring's two pages) pins
+      Agent again = agent("probe-again", uid, LIMIT - RING, LIMIT, "--exit-after-map");
+      assertThat(again.exit()).as(again.stderr()).isZero();
+      assertThat(victim.report().getPhase()).isEqualTo(AgentPhase.Running);
+    } finally {
+      Files.deleteIfExists(secrets.resolve("token"));
+      Files.deleteIfExists(secrets);
+      Files.deleteIfExists(probe);
+      Files.deleteIfExists(probe.getParent());
+    }
   }
 
   @Test

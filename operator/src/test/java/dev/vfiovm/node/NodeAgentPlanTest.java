@@ -88,7 +88,7 @@ class NodeAgentPlanTest {
 
   private static NodeAgentPlan plan(DmaBackend backend, Accounting accounting, List<String> devices) {
     return new NodeAgentPlan(
-        "ns/vm", 5000, 4096, 4096, devices, accounting, backend, null, null, List.of(), false,
+        "ns/vm", 5000, 4096, 4096, devices, accounting, backend, null, null, List.of(), List.of(), false,
         NodeAgentPlan.Vmm.defaults());
   }
 

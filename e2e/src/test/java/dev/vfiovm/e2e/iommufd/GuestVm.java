@@ -85,6 +85,14 @@ final class GuestVm {
     return output().lines().filter(l -> l.contains(prefix)).map(l -> l.substring(l.indexOf(prefix))).toList();
   }
 
+  /** The lines of one of the VM's recorded files (e.g. uid-left); empty if absent. */
+  List<String> fileLines(String file) {
+    if (!Files.exists(dir.resolve(file))) {
+      throw new AssertionError(name + ": no " + file + "; " + describe());
+    }
+    return GuestRun.linesOf(dir.resolve(file)).stream().filter(l -> !l.isBlank()).toList();
+  }
+
   /** The VM's serial console as the agent wrote it (--console-log). */
   String console() {
     return read("console.log");

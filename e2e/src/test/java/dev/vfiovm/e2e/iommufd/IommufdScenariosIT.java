@@ -40,6 +40,8 @@ class IommufdScenariosIT {
   static final long M5 = 16 * MI;
   static final long L5 = 24 * MI;
   static final long FITS5 = 4 * MI;
+  static final long M7 = 8 * MI;
+  static final long L7 = 16 * MI;
   static final String TINY_MARKER = "VFIOVM-TINY-GUEST running";
 
   static GuestRun guest;
@@ -229,6 +231,47 @@ class IommufdScenariosIT {
     assertThat(vm.memlockLimit()).containsExactly(L5, L5);
     assertThat(vm.statusBytes("VmPin")).as(vm.describe()).hasValue(FITS5);
     assertStoppedCleanly(vm);
+  }
+
+  /**
+   * 7: the compromised-VM probe (e2e/probes/compromised-vm.c) in its sandbox, on a real iommufd with a VFIO
+   * cdev, next to a running victim (s1): every attempt refused or nothing, RLIMIT_MODE refused (EPERM), no
+   * process of its UID left after SIGTERM, and the same UID then pins its whole limit.
+   */
+  @Test
+  void theCompromisedVmProbeReachesNothingAndItsUidPinsItsWholeLimitAfterwards() {
+    GuestVm vm = guest.vm("s7-probe");
+    NodeAgentReport running = vm.runningReport();
+    assertThat(running.getPhase()).as(vm.describe()).isEqualTo(AgentPhase.Running);
+    assertThat(running.getHostUid()).isEqualTo(70007);
+    assertThat(running.getPinnedBytes()).as(vm.describe()).isEqualTo(M7);
+    assertThat(running.getSandbox()).as(vm.describe()).contains("bubblewrap", "seccomp");
+    List<String> lines = vm.outputLines("PROBE ");
+    assertThat(lines).as(vm.describe()).hasSizeGreaterThanOrEqualTo(30)
+        .allMatch(l -> l.matches("PROBE \\S+ (refused|nothing) .*"));
+    assertThat(lines).as(vm.describe()).contains(
+        "PROBE rlimit-mode refused IOMMU_OPTION RLIMIT_MODE=per-process on fd 4: EPERM",
+        "PROBE pin-beyond-limit refused IOMMU_IOAS_MAP of " + L7 + " more bytes: ENOMEM",
+        "PROBE mount-tmpfs refused mount(tmpfs, /tmp): EPERM",
+        "PROBE unshare-user refused unshare(CLONE_NEWUSER): EPERM",
+        "PROBE bpf-prog-load refused bpf(BPF_PROG_LOAD): EPERM",
+        "PROBE memlock-raise-hard refused setrlimit(MEMLOCK hard x2): EPERM",
+        "PROBE kill-all nothing kill(-1, SIGKILL): ESRCH",
+        "PROBE host-dev-iommu nothing open(/dev/iommu, O_RDONLY): ENOENT");
+    assertThat(lines).as(vm.describe()).anyMatch(l -> l.startsWith("PROBE victim-memfd nothing"))
+        .anyMatch(l -> l.startsWith("PROBE signal-victim nothing")).anyMatch(l -> l.startsWith("PROBE proc-list nothing"))
+        .anyMatch(l -> l.startsWith("PROBE agent-file-0 nothing")).anyMatch(l -> l.startsWith("PROBE serviceaccount-token nothing"))
+        .anyMatch(l -> l.startsWith("PROBE setsid-child nothing"));
+    assertThat(vm.output()).as(vm.describe()).contains("PROBE-DONE");
+    assertThat(vm.uids()).as(vm.describe()).containsOnly(70007L);
+    assertStoppedCleanly(vm);
+    // the kernel's view after teardown: no process of UID 70007 left (its setsid grandchild included) ...
+    assertThat(vm.fileLines("uid-left")).as(vm.describe()).isEmpty();
+    // ... and its per-user counter back to zero: the same UID maps its whole limit at once
+    GuestVm again = guest.vm("s7-again");
+    assertThat(again.exitCode()).as(again.describe()).hasValue(0);
+    assertThat(again.output()).as(again.describe()).contains("\"phase\":\"Running\"", "\"pinnedBytes\":" + L7);
+    assertThat(guest.vm("s1-linux").runningReport("lease").getPhase()).isEqualTo(AgentPhase.Running);
   }
 
   @Test

@@ -200,6 +200,68 @@ public final class Kernel {
     }
   }
 
+  /** lseek(fd, 0, SEEK_SET). */
+  public static void seekStart(int fd) {
+    try {
+      libc().lseek(fd, 0, 0);
+    } catch (LastErrorException e) {
+      throw fail("lseek", e);
+    }
+  }
+
+  /** pidfd_open(pid, 0), close-on-exec; -1 when the process is already gone (ESRCH). */
+  public static int pidfdOpen(int pid) {
+    try {
+      return (int) libc().syscall(Uapi.NR_PIDFD_OPEN, (long) pid, 0L);
+    } catch (LastErrorException e) {
+      if (e.getErrorCode() == Uapi.ESRCH) {
+        return -1;
+      }
+      throw fail("pidfd_open", e);
+    }
+  }
+
+  /** pidfd_send_signal(pidfd, sig): false when the process is already gone (ESRCH). */
+  public static boolean pidfdSignal(int pidfd, int signal) {
+    try {
+      libc().syscall(Uapi.NR_PIDFD_SEND_SIGNAL, (long) pidfd, (long) signal, 0L, 0L);
+      return true;
+    } catch (LastErrorException e) {
+      if (e.getErrorCode() == Uapi.ESRCH) {
+        return false;
+      }
+      throw fail("pidfd_send_signal", e);
+    }
+  }
+
+  /**
+   * Waits up to timeoutMillis for a pidfd to become readable (the process exited; for a PID namespace's
+   * init, once the kernel killed and reaped every other process of that namespace). True if it did.
+   */
+  public static boolean awaitPidfd(int pidfd, long timeoutMillis) {
+    Memory pfd = new Memory(8);
+    long deadline = System.nanoTime() + timeoutMillis * 1_000_000L;
+    while (true) {
+      pfd.setInt(0, pidfd);
+      pfd.setShort(4, Uapi.POLLIN);
+      pfd.setShort(6, (short) 0);
+      long left = Math.max(0, (deadline - System.nanoTime()) / 1_000_000L);
+      try {
+        int n = libc().poll(pfd, 1, (int) Math.min(left, Integer.MAX_VALUE));
+        if (n > 0) {
+          return true;
+        }
+        if (left == 0) {
+          return false;
+        }
+      } catch (LastErrorException e) {
+        if (!errnoName(e.getErrorCode()).equals("EINTR")) {
+          throw fail("poll(pidfd)", e);
+        }
+      }
+    }
+  }
+
   // --- memory
 
   /** memfd_create + ftruncate: the guest memory, close-on-exec (the VM process places it for exec itself). */
@@ -333,6 +395,19 @@ public final class Kernel {
           throw fail("waitpid", e);
         }
       }
+    }
+  }
+
+  /**
+   * Makes the caller a child subreaper: an orphaned descendant (a VM sandbox's PID-namespace init, once the
+   * agent's own child exited) is reparented to it, so the agent reaps it instead of leaving a zombie to a
+   * container's pid 1 that may never reap.
+   */
+  public static void becomeChildSubreaper() {
+    try {
+      libc().prctl(Uapi.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    } catch (LastErrorException e) {
+      throw fail("prctl(PR_SET_CHILD_SUBREAPER)", e);
     }
   }
 

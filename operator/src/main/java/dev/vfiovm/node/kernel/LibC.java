@@ -17,6 +17,10 @@ interface LibC extends Library {
 
   int ftruncate(int fd, long length) throws LastErrorException;
 
+  long lseek(int fd, long offset, int whence) throws LastErrorException;
+
+  int poll(Pointer fds, long nfds, int timeout) throws LastErrorException;
+
   Pointer mmap(Pointer addr, long length, int prot, int flags, int fd, long offset) throws LastErrorException;
 
   int munmap(Pointer addr, long length) throws LastErrorException;

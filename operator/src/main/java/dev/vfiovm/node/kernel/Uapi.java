@@ -48,6 +48,17 @@ public final class Uapi {
   public static final long NR_IO_URING_REGISTER = 427;
   public static final int IORING_REGISTER_BUFFERS = 0;
 
+  // --- errno values (asm-generic/errno-base.h, errno.h)
+  public static final int EPERM = 1;
+  public static final int ESRCH = 3;
+  public static final int ENOMEM = 12;
+  public static final int ENOSYS = 38;
+
+  // --- pidfd_open, poll (x86_64)
+  public static final long NR_PIDFD_OPEN = 434;
+  public static final long NR_PIDFD_SEND_SIGNAL = 424;
+  public static final short POLLIN = 1;
+
   // --- libc / asm-generic constants (x86_64)
   public static final int RLIMIT_MEMLOCK = 8;
   public static final int MFD_CLOEXEC = 1;
@@ -71,6 +82,7 @@ public final class Uapi {
   public static final int SIGTERM = 15;
   public static final int WNOHANG = 1;
   public static final int PR_SET_PDEATHSIG = 1;
+  public static final int PR_SET_CHILD_SUBREAPER = 36;
   public static final int CLOSE_RANGE_CLOEXEC = 1 << 2;
   public static final int SIG_SETMASK = 2;
   public static final short POSIX_SPAWN_SETSIGDEF = 0x04;

@@ -24,7 +24,11 @@ final class WriteCounter implements Interceptor {
 
   @Override
   public void before(BasicBuilder builder, HttpRequest request, RequestTags tags) {
-    String kind = classify(request.method(), request.uri().getPath(), request.header("Content-Type"));
+    String query = request.uri().getRawQuery();
+    // fabric8 sets the body's content type after interceptors run; a server-side apply carries fieldManager
+    boolean apply = query != null && query.contains("fieldManager=") && query.contains("force=");
+    String kind = classify(request.method(), request.uri().getPath(), apply ? "application/apply-patch+yaml"
+        : request.header("Content-Type"));
     if (kind != null) {
       counts.computeIfAbsent(kind, k -> new LongAdder()).increment();
     }

@@ -86,14 +86,14 @@ final class LaunchFigure {
   static Result agentRun(Path jar, Path kernel, Path dir, int i) throws Exception {
     Path report = dir.resolve("agent-" + i + ".json");
     Path err = dir.resolve("agent-" + i + ".err");
+    Path log = dir.resolve("agent-" + i + ".out");
     Files.deleteIfExists(report);
     List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar",
         jar.toString(), "node-agent", "--vm", "bench/p7-" + i, "--host-uid", Long.toString(UID + i),
         "--memory", "4Mi", "--memlock", "8Mi", "--dma-backend", "io-uring", "--accounting", "per-user",
         "--kernel", kernel.toString(), "--report", report.toString(), "--powerdown-timeout", "1");
     long t0 = System.nanoTime();
-    Process p = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD)
-        .redirectError(err.toFile()).start();
+    Process p = new ProcessBuilder(cmd).redirectOutput(log.toFile()).redirectError(err.toFile()).start();
     try {
       long deadline = t0 + TimeUnit.SECONDS.toNanos(120);
       while (true) {
@@ -108,7 +108,9 @@ final class LaunchFigure {
         Thread.sleep(5);
       }
       long ns = System.nanoTime() - t0;
-      String vmmLine = Files.readAllLines(err).stream().filter(l -> l.contains("VMM: ")).findFirst()
+      List<String> lines = new ArrayList<>(Files.readAllLines(log));
+      lines.addAll(Files.readAllLines(err));
+      String vmmLine = lines.stream().filter(l -> l.contains("VMM: ")).findFirst()
           .orElseThrow(() -> new IllegalStateException("p7: the agent logged no VMM line"));
       return new Result(ns, List.of(vmmLine.substring(vmmLine.indexOf("VMM: ") + 5).trim().split(" ")));
     } finally {

@@ -65,8 +65,18 @@ final class NativeFigures {
     int iters = shortRun ? 10 : 50;
     // warm the JNA path first (the launcher JVM runs it once, cold: see processDetail)
     javaPinMedian(size, 3);
-    double javaNs = javaPinMedian(size, iters);
-    double cNs = cPinMedian(pin, size, iters);
+    // interleaved rounds, so a load change on this shared machine hits both sides alike
+    int rounds = 5;
+    double[] javaRounds = new double[rounds];
+    double[] cRounds = new double[rounds];
+    for (int r = 0; r < rounds; r++) {
+      javaRounds[r] = javaPinMedian(size, iters / rounds);
+      cRounds[r] = cPinMedian(pin, size, iters / rounds);
+    }
+    Arrays.sort(javaRounds);
+    Arrays.sort(cRounds);
+    double javaNs = javaRounds[rounds / 2];
+    double cNs = cRounds[rounds / 2];
     Map<String, Object> detail = new LinkedHashMap<>();
     detail.put("bytes", size);
     detail.put("memlockLimit", limit);
@@ -76,8 +86,16 @@ final class NativeFigures {
     detail.put("s_per_gib_java", javaNs / 1e9 * (1L << 30) / size);
     detail.put("s_per_gib_c", cNs / 1e9 * (1L << 30) / size);
     int runs = shortRun ? 3 : 10;
-    double launcher = median(runs, () -> spawnUntilMapped(launcherCommand(size)));
-    double cProcess = median(runs, () -> spawnUntilMapped(List.of(pin.toString(), Long.toString(size))));
+    long[] launcherRuns = new long[runs];
+    long[] cRuns = new long[runs];
+    for (int r = 0; r < runs; r++) {
+      launcherRuns[r] = spawnUntilMapped(launcherCommand(size));
+      cRuns[r] = spawnUntilMapped(List.of(pin.toString(), Long.toString(size)));
+    }
+    Arrays.sort(launcherRuns);
+    Arrays.sort(cRuns);
+    double launcher = launcherRuns[runs / 2];
+    double cProcess = cRuns[runs / 2];
     detail.put("launcher_process_ms", launcher / 1e6);
     detail.put("c_process_ms", cProcess / 1e6);
     detail.put("process_ratio", launcher / cProcess);

@@ -74,7 +74,8 @@ public final class VfioVmOperator implements AutoCloseable {
       }
     });
     reconciler = new VfioVmReconciler(client, settings);
-    operator.register(reconciler);
+    // the VfioVm cache without managedFields and last-applied copies (the operator reads neither)
+    operator.register(reconciler, o -> o.withItemStore(new TrimmedItemStore<>()));
     metrics = new OperatorMetrics(registry, reconciler);
     operator.start();
     log.info("vfiovm operator started: node pods in {}, image {}, host UIDs {}, memlock overhead {}, host reserve {}"

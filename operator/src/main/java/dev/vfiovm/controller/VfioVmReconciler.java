@@ -106,6 +106,7 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
               wakeWaiting();
               return true;
             })
+            .withItemStore(new TrimmedItemStore<>())
             .build(),
         context);
     nodes = new InformerEventSource<>(
@@ -132,6 +133,7 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
               }
               return true;
             })
+            .withItemStore(new TrimmedItemStore<>())
             .build(),
         context);
     return List.of(pods, nodes, retrigger);
@@ -323,7 +325,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
       // the UID and node reach the VM's status before the pod exists, so a restarted operator finds them
       VfioVm recorded = vm;
       if (!recordedInStatus(vm, entry)) {
-        recorded = patchStatus(vm, VmStatuses.placed(vm, entry, podKey, null, now), context);
+        // said as it will be once the pod exists (the API server creates every pod Pending), so the write
+        // after the create below finds nothing to change: one status write, not two (docs/performance.md, p1)
+        Pod expected = NodePodShape.build(vm, entry.hostUid(), entry.node(), plan, settings);
+        expected.setStatus(new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Pending").build());
+        recorded = patchStatus(vm, VmStatuses.placed(vm, entry, podKey, expected, now), context);
       }
       // the pod's own identity first: its ServiceAccount may only get/patch this one pod
       for (HasMetadata object : NodePodIdentity.desired(recorded, settings).all()) {

@@ -49,6 +49,20 @@ public final class KubeApiServerFixture {
 
   private static KubeAPIServer server;
   private static String kubeConfigYaml;
+  private static Path auditLog;
+
+  /**
+   * Asks the server to write an audit log (every request at level Metadata, JSON lines) to {@code log}; call
+   * before the server starts (the benchmark counts the operator's writes from it).
+   *
+   * @throws IllegalStateException when the server is already running
+   */
+  public static synchronized void auditLogTo(Path log) {
+    if (server != null) {
+      throw new IllegalStateException("the kube-apiserver is already running; ask for its audit log before first use");
+    }
+    auditLog = log.toAbsolutePath();
+  }
 
   private KubeApiServerFixture() {}
 
@@ -75,12 +89,25 @@ public final class KubeApiServerFixture {
     Prerequisites.require(binariesPresent(dir), "kube-apiserver and etcd under " + dir + "/k8s/<version>-linux-amd64 "
         + "(system property " + DIR_PROPERTY + "; build them with bash e2e/scripts/setup.sh)");
     if (server == null) {
-      KubeAPIServer started = new KubeAPIServer(KubeAPIServerConfigBuilder.anAPIServerConfig()
+      KubeAPIServerConfigBuilder config = KubeAPIServerConfigBuilder.anAPIServerConfig()
           .withTestDir(dir.toString())
           .withOfflineMode(true)
           .withUpdateKubeConfig(false)
-          .withStartupTimeout(180_000)
-          .build());
+          .withStartupTimeout(180_000);
+      if (auditLog != null) {
+        try {
+          Files.createDirectories(auditLog.getParent());
+          Path policy = auditLog.resolveSibling("audit-policy.yaml");
+          Files.writeString(policy, "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+              + "rules:\n- level: Metadata\n");
+          config.withApiServerFlag("--audit-policy-file", policy.toString())
+              .withApiServerFlag("--audit-log-path", auditLog.toString())
+              .withApiServerFlag("--audit-log-format", "json");
+        } catch (IOException e) {
+          throw new IllegalStateException("cannot write the audit policy beside " + auditLog, e);
+        }
+      }
+      KubeAPIServer started = new KubeAPIServer(config.build());
       started.start();
       Runtime.getRuntime().addShutdownHook(new Thread(started::stop, "kube-apiserver-stop"));
       kubeConfigYaml = started.getKubeConfigYaml();

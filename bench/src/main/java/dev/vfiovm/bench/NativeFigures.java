@@ -102,7 +102,7 @@ final class NativeFigures {
     return List.of(new Figure("p6_pin_ratio", javaNs / 1e6, "ms", cNs / 1e6,
         "pin.c: the same syscalls on the same " + (size >> 20) + " MiB", javaNs / cNs, "<= 1.2",
         "host (memlock hard limit " + (limit >> 20) + " MiB bounds the size; the 1 GiB memfd + IOAS_MAP run "
-            + "needs the iommufd guest: e2e/iommufd/scenarios.sh bench_p6)", detail, Machine.now()));
+            + "needs the iommufd guest tier: not run, docs/performance.md)", detail, Machine.now()));
   }
 
   private static double javaPinMedian(long size, int iters) {

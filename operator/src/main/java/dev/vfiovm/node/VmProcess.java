@@ -461,19 +461,56 @@ final class VmProcess {
     }
   }
 
+  /**
+   * The children of a process: /proc/PID/task/PID/children where the kernel has it (CONFIG_PROC_CHILDREN),
+   * else every process whose PPid is pid (a /proc scan; the iommufd tier's guest kernel has no children file).
+   */
   static List<Integer> children(int pid) {
-    try {
-      String text = Files.readString(Path.of("/proc/" + pid + "/task/" + pid + "/children")).trim();
-      List<Integer> out = new ArrayList<>();
-      if (!text.isEmpty()) {
-        for (String w : text.split("\\s+")) {
-          out.add(Integer.parseInt(w));
+    Path file = Path.of("/proc/" + pid + "/task/" + pid + "/children");
+    List<Integer> out = new ArrayList<>();
+    if (Files.exists(file)) {
+      try {
+        String text = Files.readString(file).trim();
+        if (!text.isEmpty()) {
+          for (String w : text.split("\\s+")) {
+            out.add(Integer.parseInt(w));
+          }
         }
+      } catch (IOException e) {
+        // gone
       }
       return out;
-    } catch (IOException e) {
-      return List.of();
     }
+    return scanChildren(pid);
+  }
+
+  /** Every process whose PPid is pid, from a /proc scan. */
+  static List<Integer> scanChildren(int pid) {
+    List<Integer> out = new ArrayList<>();
+    String parent = Integer.toString(pid);
+    try (var procs = Files.list(Path.of("/proc"))) {
+      for (Path p : (Iterable<Path>) procs::iterator) {
+        String name = p.getFileName().toString();
+        if (!name.chars().allMatch(Character::isDigit)) {
+          continue;
+        }
+        try {
+          for (String l : Files.readAllLines(p.resolve("status"))) {
+            if (l.startsWith("PPid:")) {
+              if (l.substring(5).trim().equals(parent)) {
+                out.add(Integer.parseInt(name));
+              }
+              break;
+            }
+          }
+        } catch (IOException gone) {
+          // exited while scanning
+        }
+      }
+    } catch (IOException e) {
+      return out;
+    }
+    return out;
   }
 
   /** The NSpid line's numbers ("1234 1": host pid 1234, pid 1 in its own namespace), or "". */

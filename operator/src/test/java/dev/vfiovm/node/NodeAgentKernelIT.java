@@ -388,6 +388,14 @@ class NodeAgentKernelIT {
         assertThat(running.getCgroup()).startsWith("/sys/fs/cgroup/unified/vfiovm-");
         assertThat(Files.readString(Path.of(running.getCgroup(), "cgroup.procs"))).contains(Integer.toString(vmPid));
       }
+      // the sandbox's processes found without CONFIG_PROC_CHILDREN (the iommufd guest's kernel) as with it
+      // (the agent's own child is its spawning thread's, so only a scan finds it; bwrap is single-threaded)
+      List<Integer> outer = VmProcess.scanChildren((int) bad.process().pid());
+      assertThat(outer).hasSize(1);
+      assertThat(VmProcess.scanChildren(outer.get(0))).hasSize(1)
+          .containsExactlyInAnyOrderElementsOf(VmProcess.children(outer.get(0)));
+      int init = VmProcess.children(outer.get(0)).get(0);
+      assertThat(VmProcess.scanChildren(init)).contains(vmPid).containsExactlyInAnyOrderElementsOf(VmProcess.children(init));
       // the setsid grandchild is a process of the UID too (namespace init, probe, grandchild at least)
       assertThat(processesOf(uid)).hasSizeGreaterThanOrEqualTo(3);
 

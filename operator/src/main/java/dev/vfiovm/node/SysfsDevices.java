@@ -1,5 +1,6 @@
 package dev.vfiovm.node;
 
+import dev.vfiovm.api.DeviceResources;
 import dev.vfiovm.node.DeviceResolutionException.Reason;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -96,7 +97,7 @@ public final class SysfsDevices {
           Reason.NoVfioCdev,
           "PCI device " + bdf + " has VFIO cdev " + node + " in sysfs but " + cdev
               + " does not exist: the node pod gets it from the vfiovm-node device plugin (resource "
-              + dev.vfiovm.api.DeviceResources.pci(bdf) + "); is the vfiovm-node daemon running on this node?");
+              + DeviceResources.pci(bdf) + "); is the vfiovm-node daemon running on this node?");
     }
     return new DevicePath(bdf, sysfs, cdev);
   }

@@ -88,4 +88,8 @@ ip link del "$BRIDGE" 2>/dev/null || true
 
 step "state"
 rm -rf "$LOCAL_STATE" "$LOCAL_DATA" /var/log/pods /var/log/containers
+# 1.20's kubelet keeps its device-plugin socket (and the node daemon its plugins') in
+# /var/lib/kubelet/device-plugins whatever its --root-dir
+rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint \
+  /var/lib/kubelet/device-plugins/DEPRECATION /var/lib/kubelet/device-plugins/vfiovm-*.sock
 step "down in $((SECONDS - T0))s"

@@ -1,5 +1,6 @@
 package dev.vfiovm.node;
 
+import dev.vfiovm.api.DeviceResources;
 import dev.vfiovm.node.DeviceResolutionException.Reason;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -48,7 +49,7 @@ public final class SysfsDevices {
       throw new DeviceResolutionException(
           Reason.DeviceNotFound,
           "PCI device " + bdf + " not found (no " + sysfs + "): check the address with `lspci -D` on this node"
-              + " and that /sys/bus/pci is mounted into the node pod");
+              + " (the node pod reads the kernel's sysfs, read-only at /sys)");
     }
     Path driverLink = dev.resolve("driver");
     String driver = null;
@@ -95,7 +96,8 @@ public final class SysfsDevices {
       throw new DeviceResolutionException(
           Reason.NoVfioCdev,
           "PCI device " + bdf + " has VFIO cdev " + node + " in sysfs but " + cdev
-              + " does not exist: mount /dev/vfio into the node pod (hostPath) or check devtmpfs");
+              + " does not exist: the node pod gets it from the vfiovm-node device plugin (resource "
+              + DeviceResources.pci(bdf) + "); is the vfiovm-node daemon running on this node?");
     }
     return new DevicePath(bdf, sysfs, cdev);
   }

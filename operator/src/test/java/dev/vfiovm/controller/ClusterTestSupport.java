@@ -35,9 +35,21 @@ final class ClusterTestSupport {
     this.nodePodNamespace = nodePodNamespace;
   }
 
-  /** A Node with allocatable memory, created as the kubelet would register it (status via its subresource). */
+  /** The device-plugin resources every test node advertises: the IOMMU and the devices these tests ask for. */
+  static final Map<String, String> DEVICE_RESOURCES = Map.of(
+      "vfiovm.dev/iommu", "64", "vfiovm.dev/pci-0000-3b-00.0", "1", "vfiovm.dev/pci-0000-3b-00.1", "1");
+
+  /**
+   * A Node with allocatable memory, created as the kubelet would register it (status via its subresource), with
+   * {@link #DEVICE_RESOURCES} in capacity and allocatable as its vfiovm-node daemon would have them registered.
+   */
   Node node(String name, String allocatable, Map<String, String> labels, Map<String, String> annotations) {
-    return KubeApiServerFixture.createNode(client, name, allocatable, labels, annotations);
+    Node node = KubeApiServerFixture.createNode(client, name, allocatable, labels, annotations);
+    DEVICE_RESOURCES.forEach((resource, count) -> {
+      node.getStatus().getCapacity().put(resource, new io.fabric8.kubernetes.api.model.Quantity(count));
+      node.getStatus().getAllocatable().put(resource, new io.fabric8.kubernetes.api.model.Quantity(count));
+    });
+    return client.nodes().resource(node).updateStatus();
   }
 
   static VfioVm vm(String namespace, String name, String memory, Map<String, String> selector, String... devices) {

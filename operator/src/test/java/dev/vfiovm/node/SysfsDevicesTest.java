@@ -79,13 +79,13 @@ class SysfsDevicesTest {
   }
 
   @Test
-  void cdevMissingFromDevSaysToMountIt() throws Exception {
+  void cdevMissingFromDevNamesTheDevicePluginResource() throws Exception {
     Path dev = device("0000:00:05.0", "vfio-pci");
     Files.createDirectories(dev.resolve("vfio-dev/vfio0"));
     assertThatThrownBy(() -> sysfs.resolve("0000:00:05.0"))
         .isInstanceOfSatisfying(DeviceResolutionException.class, e -> assertThat(e.reason()).isEqualTo(Reason.NoVfioCdev))
         .hasMessageContaining("/dev/vfio/devices/vfio0 does not exist")
-        .hasMessageContaining("mount /dev/vfio");
+        .hasMessageContaining("vfiovm.dev/pci-0000-00-05.0").hasMessageContaining("vfiovm-node daemon");
   }
 
   @Test

@@ -508,6 +508,30 @@ class ChartRbacIT {
     KubeApiServerFixture.apply(admin, object);
   }
 
+  /** The node daemon's identity: its UID audit patches the node, and it can do nothing else of note. */
+  @Test
+  void theNodeDaemonMayPatchNodesAndNothingElse() {
+    try (KubernetesClient asDaemon = impersonating(operatorNamespace, "vfiovm-node-daemon")) {
+      dev.vfiovm.nodedaemon.UidAuditor auditor = new dev.vfiovm.nodedaemon.UidAuditor(asDaemon, nodeName,
+          java.nio.file.Path.of("/proc"), 1879048192L, 65536L, java.time.Clock.systemUTC());
+      dev.vfiovm.api.UidAudit written = auditor.auditOnce();
+      assertThat(admin.nodes().withName(nodeName).get().getMetadata().getAnnotations())
+          .containsEntry(dev.vfiovm.api.UidAudit.ANNOTATION, written.toJson());
+      assertThat(can(asDaemon, "get", "", "nodes", null)).isTrue();
+      assertThat(can(asDaemon, "patch", "", "nodes", null)).isTrue();
+      for (String verb : List.of("list", "watch", "create", "delete", "update")) {
+        assertThat(can(asDaemon, verb, "", "nodes", null)).as(verb + " nodes").isFalse();
+      }
+      assertThat(can(asDaemon, "patch", "", "nodes/status", null)).isFalse();
+      for (String resource : List.of("pods", "secrets", "serviceaccounts/token", "configmaps")) {
+        assertThat(can(asDaemon, "get", "", resource, operatorNamespace)).as(resource).isFalse();
+        assertThat(can(asDaemon, "create", "", resource, operatorNamespace)).as(resource).isFalse();
+      }
+      assertThat(can(asDaemon, "get", "vfiovm.dev", "vfiovms", null)).isFalse();
+      assertForbidden(() -> asDaemon.pods().inNamespace(operatorNamespace).list());
+    }
+  }
+
   static String namespaceFor(String alias) {
     return switch (alias) {
       case "operator" -> operatorNamespace;

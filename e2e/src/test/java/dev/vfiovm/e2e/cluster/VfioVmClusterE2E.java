@@ -115,12 +115,7 @@ class VfioVmClusterE2E {
       }
     } finally {
       if (reservedNode != null) {
-        client.nodes().withName(reservedNode).edit(n -> {
-          if (n.getMetadata().getAnnotations() != null) {
-            n.getMetadata().getAnnotations().remove(HOST_RESERVE_ANNOTATION);
-          }
-          return n;
-        });
+        setHostReserve(reservedNode, "null");
       }
       if (vmNamespace != null) {
         client.namespaces().withName(vmNamespace).delete();
@@ -241,10 +236,9 @@ class VfioVmClusterE2E {
         Quantity.getAmountInBytes(node.getStatus().getAllocatable().get("memory")).longValueExact();
     long reserve = BudgetPlan.hostReserveFittingExactly(allocatable, settings.expectedMemlockBytes(), 2);
     reservedNode = node.getMetadata().getName();
-    client.nodes().withName(reservedNode).edit(n -> {
-      n.getMetadata().getAnnotations().put(HOST_RESERVE_ANNOTATION, String.valueOf(reserve));
-      return n;
-    });
+    // a merge patch, not an edit: the node daemon patches this node's UID audit every few seconds (and the
+    // kubelet its status), so a read-modify-write would conflict
+    setHostReserve(reservedNode, "\"" + reserve + "\"");
 
     VfioVm first = create("first", reservedNode);
     VfioVm second = create("second", reservedNode);
@@ -394,6 +388,12 @@ class VfioVmClusterE2E {
         .isEqualTo(Phase.Pending);
     assertThat(nodePods(pending)).as("no node pod for an unplaceable VM").isEmpty();
     deleteAndAwaitReleased(List.of(created));
+  }
+
+  static void setHostReserve(String node, String jsonValue) {
+    client.nodes().withName(node).patch(
+        io.fabric8.kubernetes.client.dsl.base.PatchContext.of(io.fabric8.kubernetes.client.dsl.base.PatchType.JSON_MERGE),
+        "{\"metadata\":{\"annotations\":{\"" + HOST_RESERVE_ANNOTATION + "\":" + jsonValue + "}}}");
   }
 
   static UidAudit uidAudit(String node) {

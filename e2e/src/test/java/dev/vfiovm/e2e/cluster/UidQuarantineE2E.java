@@ -65,7 +65,7 @@ class UidQuarantineE2E {
   }
 
   @Test
-  void aForceDeletedRunningVmsUidGoesToNoNewVmOnTheNodeWhileItsProcessLives() {
+  void aForceDeletedRunningVmsUidGoesToNoNewVmOnTheNodeWhileItsProcessLives() throws Exception {
     var client = VfioVmClusterE2E.client;
     var settings = VfioVmClusterE2E.settings;
     String node = VfioVmClusterE2E.seedNode().getMetadata().getName();
@@ -74,39 +74,65 @@ class UidQuarantineE2E {
     long uid = running.getStatus().getHostUid();
     assertThat(pidsWithUid(uid)).as("the VM's processes run as host UID %d", uid).isNotEmpty();
 
-    // force-deleted: the API object goes at once, whatever still runs on the node
-    Pod pod = VfioVmClusterE2E.nodePod(running);
-    Instant freed = Instant.now();
-    client.pods().inNamespace(pod.getMetadata().getNamespace()).withName(pod.getMetadata().getName())
-        .withGracePeriod(0).delete();
-    VfioVmClusterE2E.vms().inNamespace(VfioVmClusterE2E.vmNamespace).withName("victim").withGracePeriod(0).delete();
-    await("victim gone").atMost(settings.timeout()).until(() -> VfioVmClusterE2E.get(victim) == null);
-    await("UID quarantined").atMost(settings.timeout()).until(() -> quarantine(client, settings).contains(
-        "\"uid\":" + uid));
+    // A process of the VM's UID that outlives its pod: what a VM that escaped teardown, or a kubelet that never
+    // got to kill it (force delete, partitioned node), leaves behind. A real host process, so the node daemon's
+    // audit sees it as it would see a lingering QEMU; without it the quarantine could end before it is observed.
+    Process lingering = new ProcessBuilder("setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups",
+        "sleep", "3600").inheritIO().start();
+    try {
+      await("the lingering process runs as UID " + uid).atMost(Duration.ofSeconds(30))
+          .until(() -> pidsWithUid(uid).contains(lingering.pid()));
 
-    VfioVm next = VfioVmClusterE2E.create("next", node);
-    boolean[] sawItAlive = {false};
-    VfioVm placed = await("the new VM gets the UID only once no process has it and the node audited that")
-        .atMost(settings.timeout()).pollInterval(Duration.ofMillis(500))
-        .until(() -> {
-          boolean alive = !pidsWithUid(uid).isEmpty();
-          VfioVm current = VfioVmClusterE2E.get(next);
-          Long got = current == null || current.getStatus() == null ? null : current.getStatus().getHostUid();
-          if (alive) {
-            sawItAlive[0] = true;
-            assertThat(got).as("host UID %d handed to a new VM while a process of it lives", uid).isNull();
-          }
-          return current;
-        }, v -> v != null && v.getStatus() != null && v.getStatus().getPhase() == Phase.Placed
-            || v != null && v.getStatus() != null && v.getStatus().getPhase() == Phase.Running);
-    assertThat(placed.getStatus().getHostUid()).isEqualTo(uid);
-    Node audited = client.nodes().withName(node).get();
-    UidAudit audit = UidAudit.fromJson(audited.getMetadata().getAnnotations().get(UidAudit.ANNOTATION));
-    assertThat(audit.scannedAtInstant()).as("the release came from an audit after the free").isAfter(freed);
-    assertThat(quarantine(client, settings)).doesNotContain("\"uid\":" + uid);
-    System.out.println("UidQuarantineE2E: the force-deleted VM's process was "
-        + (sawItAlive[0] ? "seen alive while the new VM waited" : "already gone at the first poll"));
-    VfioVmClusterE2E.deleteAndAwaitReleased(List.of(placed));
+      // force-deleted: the API object goes at once, whatever still runs on the node
+      Pod pod = VfioVmClusterE2E.nodePod(running);
+      Instant freed = Instant.now();
+      client.pods().inNamespace(pod.getMetadata().getNamespace()).withName(pod.getMetadata().getName())
+          .withGracePeriod(0).delete();
+      VfioVmClusterE2E.vms().inNamespace(VfioVmClusterE2E.vmNamespace).withName("victim").withGracePeriod(0).delete();
+      await("victim gone").atMost(settings.timeout()).until(() -> VfioVmClusterE2E.get(victim) == null);
+      await("UID quarantined").atMost(settings.timeout()).until(() -> quarantine(client, settings).contains(
+          "\"uid\":" + uid));
+
+      VfioVm next = VfioVmClusterE2E.create("next", node);
+      // an audit scanned after the free that still lists the UID: the new VM has been refused it
+      await("an audit after the free listing UID " + uid).atMost(settings.timeout())
+          .until(() -> audit(client, node), a -> a != null && a.scannedAtInstant().isAfter(freed)
+              && a.liveUids().contains(uid));
+      await("the new VM waits for a UID").atMost(settings.timeout())
+          .untilAsserted(() -> {
+            VfioVm current = VfioVmClusterE2E.get(next);
+            assertThat(current).isNotNull();
+            assertThat(current.getStatus()).isNotNull();
+            assertThat(current.getStatus().getHostUid()).as("host UID %d handed to a new VM while a process of it "
+                + "lives", uid).isNull();
+            assertThat(current.getStatus().getConditions()).anyMatch(c -> c.getType().equals("UidAssigned")
+                && c.getStatus().equals("False"));
+          });
+      assertThat(pidsWithUid(uid)).as("still alive when the new VM was refused").contains(lingering.pid());
+
+      lingering.destroyForcibly().waitFor();
+      Instant gone = Instant.now();
+      VfioVm placed = await("the new VM gets the UID once no process has it and the node audited that")
+          .atMost(settings.timeout()).pollInterval(Duration.ofMillis(500))
+          .until(() -> VfioVmClusterE2E.get(next), v -> v != null && v.getStatus() != null
+              && (v.getStatus().getPhase() == Phase.Placed || v.getStatus().getPhase() == Phase.Starting
+                  || v.getStatus().getPhase() == Phase.Running));
+      assertThat(placed.getStatus().getHostUid()).isEqualTo(uid);
+      assertThat(pidsWithUid(uid)).as("no process of the old VM's UID").isEmpty();
+      assertThat(audit(client, node).scannedAtInstant()).as("the release came from an audit after the process died")
+          .isAfter(gone.minusSeconds(1));
+      assertThat(quarantine(client, settings)).doesNotContain("\"uid\":" + uid);
+      VfioVmClusterE2E.deleteAndAwaitReleased(List.of(placed));
+    } finally {
+      lingering.destroyForcibly();
+    }
+  }
+
+  static UidAudit audit(io.fabric8.kubernetes.client.KubernetesClient client, String node) {
+    Node now = client.nodes().withName(node).get();
+    String json = now == null || now.getMetadata().getAnnotations() == null ? null
+        : now.getMetadata().getAnnotations().get(UidAudit.ANNOTATION);
+    return json == null ? null : UidAudit.fromJson(json);
   }
 
   static String quarantine(io.fabric8.kubernetes.client.KubernetesClient client, E2ESettings settings) {

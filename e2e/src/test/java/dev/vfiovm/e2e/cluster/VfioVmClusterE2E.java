@@ -280,14 +280,14 @@ class VfioVmClusterE2E {
     Pod model = nodePod(awaitPhase(List.of(template), Phase.Running).get(0));
     // the last UID of the range: never handed out while fewer than 65536 VMs exist
     long sharedUid = UID_RANGE_START + UID_RANGE_SIZE - 1;
-    Pod first = client.resource(forcedUidPod(model, "seed-same-uid-1", sharedUid)).create();
+    Pod first = createForcedUidPod(model, "seed-same-uid-1", sharedUid);
     await("first agent under the shared UID Running")
         .atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
         .untilAsserted(() -> assertThat(report(first)).as("report of %s", first.getMetadata().getName())
             .isNotNull().extracting(NodeAgentReport::getPhase).isEqualTo(NodeAgentReport.AgentPhase.Running));
     assertThat(report(first).getPinnedBytes()).isEqualTo(seedPinBytes());
 
-    Pod second = client.resource(forcedUidPod(model, "seed-same-uid-2", sharedUid)).create();
+    Pod second = createForcedUidPod(model, "seed-same-uid-2", sharedUid);
     await("second agent under the shared UID Failed")
         .atMost(settings.timeout()).pollInterval(Duration.ofSeconds(1))
         .untilAsserted(() -> assertThat(report(second)).as("report of %s", second.getMetadata().getName())
@@ -462,6 +462,27 @@ class VfioVmClusterE2E {
    * A copy of an operator-made node pod, outside the operator's view (no managed-by label), whose agent runs
    * as {@code uid} and pins 3/4 of the same memlock limit.
    */
+  /**
+   * A forced-UID copy of a node pod, created with the right to write its own report: it runs as the model VM's
+   * identity, whose Role names only the model's pod (docs/identity.md), so the test (admin) grants that
+   * identity get/patch of this one extra pod, exactly as the operator does for a VM's own pod. The grant lives
+   * in the operator's namespace and goes with it when the chart is uninstalled.
+   */
+  static Pod createForcedUidPod(Pod model, String name, long uid) {
+    String namespace = model.getMetadata().getNamespace();
+    String account = model.getSpec().getServiceAccountName();
+    client.resource(new io.fabric8.kubernetes.api.model.rbac.RoleBuilder()
+        .withNewMetadata().withName(name).withNamespace(namespace).endMetadata()
+        .addNewRule().withApiGroups("").withResources("pods").withResourceNames(name).withVerbs("get", "patch")
+        .endRule().build()).inNamespace(namespace).createOr(existing -> existing.update());
+    client.resource(new io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder()
+        .withNewMetadata().withName(name).withNamespace(namespace).endMetadata()
+        .withNewRoleRef().withApiGroup("rbac.authorization.k8s.io").withKind("Role").withName(name).endRoleRef()
+        .addNewSubject().withKind("ServiceAccount").withName(account).withNamespace(namespace).endSubject()
+        .build()).inNamespace(namespace).createOr(existing -> existing.update());
+    return client.resource(forcedUidPod(model, name, uid)).create();
+  }
+
   static Pod forcedUidPod(Pod model, String name, long uid) {
     Pod pod = Serialization.clone(model);
     pod.setStatus(null);

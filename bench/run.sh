@@ -4,7 +4,9 @@
 #   bash bench/run.sh                 full run (1,000-VM burst, 10 VMs/s for 60 s, 10,000 VMs converged)
 #   bash bench/run.sh --short         the CI variant's counts (a few minutes)
 #   bash bench/run.sh --heap-vms 3000 fewer converged VMs for p4/p5 (also --burst N, --rate-seconds S, --no-native)
-# Needs the kube-apiserver/etcd binaries of e2e/scripts/setup.d (bash e2e/scripts/setup.sh), cc, and for p7
+#   bash bench/run.sh --p6-guest      p6 from the iommufd guest (boots L1: e2e/iommufd/p6-pin.sh); --p6-guest DIR reads
+#                                     a guest run's DIR/p6/p6-pin.json (e.g. the guest tier's e2e/target/iommufd)
+# Needs the kube-apiserver/etcd binaries of hack/setup.d (bash hack/setup.sh), cc, and for p7
 # QEMU 10 + the tiny guest (setup.d/35-qemu.sh, 36-guest.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,7 +66,7 @@ boot_check() {
   local q=${QEMU:-${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}/usr/bin/qemu-system-x86_64} qargs log
   # shellcheck disable=SC2206 # QEMU_ARGS is a list of words
   qargs=(${QEMU_ARGS:--L ${VFIOVM_QEMU_DIR:-/opt/vfiovm/qemu10}/usr/share/qemu -L /usr/share/seabios})
-  [[ -x $q ]] || die "no QEMU at $q (e2e/scripts/setup.sh 35-qemu)"
+  [[ -x $q ]] || die "no QEMU at $q (hack/setup.sh 35-qemu)"
   log=$(mktemp)
   local t0=$SECONDS
   "$q" "${qargs[@]}" -accel tcg -nodefaults -no-user-config -display none -serial "file:$log" "$@" 2>"$log.err" &
@@ -128,12 +128,17 @@ check_linux() {
     -append "console=ttyS0 panic=-1"
 }
 
+# The bodies of build_tiny and build_linux are part of their payloads' cache keys (declare -f): a change of
+# their text rebuilds the payload and re-runs the boot checks. So build_linux keeps its old message text (the
+# pre-hack/ path), and this check, with the current path, runs before it.
+kernel_or_die() { [[ -f $KERNEL ]] || die "no guest kernel at $KERNEL: build it first (hack/setup.sh 30-iommufd-kernel)"; }
+
 case ${1:-all} in
   tiny) build_tiny ;;
-  linux) build_linux ;;
-  all) build_tiny; build_linux ;;
+  linux) kernel_or_die; build_linux ;;
+  all) build_tiny; kernel_or_die; build_linux ;;
   check) check_tiny ;;
-  check-linux) check_linux ;;
+  check-linux) kernel_or_die; check_linux ;;
   *) sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2 ;;
 esac
 echo "$OUT"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Boots the iommufd tier's guest once: the cached iommufd kernel under QEMU TCG (KVM is unusable on these
-# hosts), q35 + emulated VT-d, three e1000e NICs (the first two are rebound to vfio-pci, the third keeps
+# hosts), q35 + emulated VT-d, four e1000e NICs (03.0, 04.0 and 06.0 are rebound to vfio-pci, 05.0 keeps
 # its own driver), the host's root visible read-only over 9p and OUT_DIR writable, then runs JOB (a host
 # path, run inside the guest chrooted into the host's root) and powers off. A hung guest is killed after
 # GUEST_TIMEOUT seconds (exit 124). The serial console goes to stdout and OUT_DIR/console.log.
@@ -13,12 +13,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 (( $# >= 2 )) || { echo "usage: $0 OUT_DIR JOB [NAME=VALUE...]" >&2; exit 2; }
 out=$(mkdir -p "$1" && cd "$1" && pwd); job=$2; shift 2
 kernel=${VFIOVM_KERNEL:-${VFIOVM_CACHE:-$HOME/.cache/vfiovm}/iommufd-kernel/bzImage}
-[[ -f $kernel ]] || { echo "no guest kernel at $kernel: run e2e/scripts/setup.sh" >&2; exit 3; }
+[[ -f $kernel ]] || { echo "no guest kernel at $kernel: run hack/setup.sh" >&2; exit 3; }
 [[ -x /bin/busybox ]] && ldd /bin/busybox >/dev/null 2>&1 && { echo "/bin/busybox is not static: install busybox-static" >&2; exit 3; }
 command -v qemu-system-x86_64 >/dev/null || { echo "qemu-system-x86_64 missing: install qemu-system-x86" >&2; exit 3; }
 
-# PCI addresses are fixed so the job can name them: 03.0 and 04.0 go to vfio-pci, 05.0 stays on e1000e
-vfio_devices="0000:00:03.0 0000:00:04.0"
+# PCI addresses are fixed so the job can name them: 03.0, 04.0 and 06.0 (a bystander VM's) go to vfio-pci,
+# 05.0 stays on e1000e
+vfio_devices="0000:00:03.0 0000:00:04.0 0000:00:06.0"
 # the guest's /tmp is its own tmpfs: host paths under /tmp the job is given (JOB's dir, path values) are kept
 keep="$(dirname "$job")"
 for kv in "$@"; do v=${kv#*=}; [[ $v == /* && -e $v ]] && keep+=" $( [[ -d $v ]] && echo "$v" || dirname "$v")"; done
@@ -41,7 +42,7 @@ cp "$here/init" "$root/init"; chmod +x "$root/init"
 # romfile=: the NICs carry no option ROM (QEMU's default is iPXE), so a nested VM that gets one assigned has
 # no ROM for its BIOS to run under nested TCG
 nics=()
-for i in 3 4 5; do
+for i in 3 4 5 6; do
   nics+=(-netdev "user,id=n$i,restrict=on" -device "e1000e,netdev=n$i,bus=pcie.0,addr=0x$i,romfile=")
 done
 # no_timer_check: on a loaded host the emulated timer can miss the kernel's IO-APIC timer check, which panics

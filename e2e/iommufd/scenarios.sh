@@ -26,12 +26,20 @@
 #      PROBE line refused or nothing (RLIMIT_MODE on the real iommufd: EPERM); after SIGTERM no process of UID
 #      70007 is left (uid-left), and s7-again of the same UID pins its whole limit (memory = limit) at once
 #   6  s6-unbound, s6-noiommu: cheap refusals before any VMM starts
-#   1  (s1's lease)  4  SIGTERM s1 -> Stopped, pins 0, QEMU gone; s4-next: a new VM of UID 70001 on DEV_A
+#   8  s8-bystander: a tiny VM of its own UID on DEV_C, running through the hot-plug below
+#   1  (s1's lease)  hp  hot-plug into s1: `attach-device` plugs DEV_B with memlock = s1's limit + its guest RAM
+#      (the operator's plan for a vIOMMU VM); L2 shows the new e1000e and gets a lease through it; snapshots of
+#      s1 and the bystander; SIGTERM attach-device -> device_del -> DEVICE_DELETED, limit back, exit 0;
+#      s9-third: a new VM (UID 70009) boots with DEV_B
+#   4  SIGTERM s1 -> Stopped, pins 0, QEMU gone; s4-next: a new VM of UID 70001 on DEV_A
 #      boots right after (per-user accounting would refuse it if any of s1's pins were still charged)
+#   p6 with every VM gone: the p6 figure (docs/performance.md) - p6-pin.sh, 1 GiB (P6_BYTES) memfd + iommufd
+#      IOAS_MAP through the Java facade vs bench/native/pin.c, interleaved rounds on DEV_A, each round's VmPin
+#      checked; figures in $OUT/p6/p6-pin.json
 #
 # Env: VFIOVM_JAR, BIN (built by build-payloads.sh: vfiovm.jar, agent.jsa, l2.cpio.gz, tiny-guest.elf,
 #      compromised-vm), KERNEL (the L2 kernel: the same bzImage as L1's), QEMU_DIR (QEMU 10 unpacked: DIR/usr/bin),
-#      VFIO_DEVICES (two BDFs bound to vfio-pci, comma-separated), OTHER_DEVICE (kept on its driver),
+#      VFIO_DEVICES (three BDFs bound to vfio-pci, comma-separated: DEV_A, DEV_B, DEV_C), OTHER_DEVICE (kept on its driver),
 #      PIN_EXTRA (bytes QEMU pins beyond -m: the BIOS), AGENT_TIMEOUT (s), L2_TIMEOUT (s), AGENT_JAVA_OPTS
 set -uo pipefail
 : "${OUT:?}" "${BIN:?}" "${KERNEL:?}" "${QEMU_DIR:?}" "${VFIO_DEVICES:?}" "${OTHER_DEVICE:?}" "${PIN_EXTRA:?}"
@@ -41,8 +49,8 @@ L2_TIMEOUT=${L2_TIMEOUT:-1500}
 # C1 only and serial GC (TCG makes JIT work expensive); the AppCDS archive made on the host for this very jar
 AGENT_JAVA_OPTS=${AGENT_JAVA_OPTS:--XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:-UsePerfData}
 [[ -s $BIN/agent.jsa ]] && AGENT_JAVA_OPTS+=" -XX:SharedArchiveFile=$BIN/agent.jsa"
-DEV_A=${VFIO_DEVICES%%,*}
-DEV_B=${VFIO_DEVICES##*,}
+IFS=, read -r DEV_A DEV_B DEV_C <<< "$VFIO_DEVICES"
+[[ -n $DEV_C ]] || { echo "scenario: VFIO_DEVICES needs three devices (the bystander's: DEV_C)" >&2; exit 3; }
 MI=$((1024 * 1024))
 need() { echo $(( $1 + PIN_EXTRA )); }   # what a QEMU VM of $1 bytes of RAM pins: RAM + BIOS
 M1=$((128 * MI))        # the Linux L2
@@ -170,8 +178,9 @@ java $AGENT_JAVA_OPTS -version > "$OUT/java-version" 2>&1; timing jvm-start "$t0
 
 # 1 one VM with one assigned e1000e boots Linux (L2); its limit is exactly its need
 s1=$(now)
-agent s1-linux $(( L2_TIMEOUT + AGENT_TIMEOUT )) --host-uid 70001 --memory $M1 --memlock "$(need $M1)" \
-  --accounting per-user --device "$DEV_A" "${LINUX[@]}" --powerdown-timeout "$AGENT_TIMEOUT"
+S1_SOCKET=$VMS/s1-linux/control/agent.sock
+agent s1-linux $(( L2_TIMEOUT + 3 * AGENT_TIMEOUT )) --host-uid 70001 --memory $M1 --memlock "$(need $M1)" \
+  --accounting per-user --device "$DEV_A" "${LINUX[@]}" --powerdown-timeout "$AGENT_TIMEOUT" --control-socket "$S1_SOCKET"
 await s1-linux Running Failed && snapshot s1-linux
 
 # 2 the seed: a second VM forced under UID 70001 with a limit = its own need: the UID's counter already holds
@@ -233,11 +242,59 @@ run s6-noiommu --host-uid 70062 --memory $MT --memlock "$(need $MT)" --device "$
 mv /dev/iommu.hidden /dev/iommu
 timing scenario-6 "$s" "$(now)"
 
+# 8 the bystander: its own UID and device, running (halted tiny guest) while s1 gets a device hot-plugged
+agent s8-bystander $(( L2_TIMEOUT + 3 * AGENT_TIMEOUT )) --host-uid 70008 --memory $MT --memlock "$(need $MT)" \
+  --accounting per-user --device "$DEV_C" "${TINY[@]}"
+await s8-bystander Running Failed && console_has s8-bystander "$TINY_MARKER" "$AGENT_TIMEOUT"
+
 # 1 (cont.) the L2 reaches its DHCP lease through the assigned NIC
 console_has s1-linux L2-BOOTED "$L2_TIMEOUT"
 console_has s1-linux L2-DONE "$L2_TIMEOUT"
 snapshot s1-linux lease
 timing scenario-1 "$s1" "$(now)"
+
+# hp hot-plug DEV_B into the running s1 (its L2 watches for new PCI devices), the way an attachment pod does:
+#   attach-device opens the cdev and hands it to s1's agent over its control socket; the limit rises to s1's +
+#   one guest RAM (what the operator plans for a vIOMMU VM) before device_add; nobody else's limit changes
+s=$(now)
+snapshot s1-linux before-plug
+snapshot s8-bystander before-plug
+HP=$VMS/hp-attach; mkdir -p "$HP"
+HP_MEMLOCK=$(( $(need $M1) + M1 ))
+echo "$HP_MEMLOCK" > "$HP/memlock"
+START[hp-attach]=$(now)
+( exec timeout -s TERM -k 60 $(( 3 * AGENT_TIMEOUT )) java $AGENT_JAVA_OPTS -jar "$VFIOVM_JAR" attach-device \
+    --control-socket "$S1_SOCKET" --device "$DEV_B" --memlock "$HP_MEMLOCK" >"$HP/stdout" 2>"$HP/stderr" ) &
+PID[hp-attach]=$!
+log "hp-attach started: $DEV_B into s1-linux, memlock $HP_MEMLOCK"
+if output_has hp-attach 'attached; holding it'; then
+  timing hp-attach-to-attached "${START[hp-attach]}" "$(now)"
+  log "hp-attach: $(grep '<-' "$HP/stdout" | head -1)"
+  console_has s1-linux L2-DHCP2 "$AGENT_TIMEOUT"
+  snapshot s1-linux plugged
+  snapshot s8-bystander plugged
+else
+  log "hp-attach: no attachment"; show hp-attach
+fi
+# unplug: SIGTERM to attach-device (its JVM, as the kubelet would) -> unplug request -> device_del ->
+#   DEVICE_DELETED -> the limit back to what it was; attach-device exits 0 once the agent replied
+u=$(now)
+hp_java=$(pgrep -P "${PID[hp-attach]}" java | head -1)
+kill -TERM "${hp_java:-${PID[hp-attach]}}" 2>/dev/null
+wait "${PID[hp-attach]}"; echo $? > "$HP/exit"
+timing hp-unplug "$u" "$(now)"
+log "hp-attach exited $(cat "$HP/exit"): $(grep '<-' "$HP/stdout" | tail -1)"
+console_has s1-linux L2-HOTUNPLUG 60
+snapshot s1-linux unplugged
+snapshot s8-bystander unplugged
+# the device is free again: a third VM (its own UID) boots with it
+agent s9-third "$AGENT_TIMEOUT" --host-uid 70009 --memory $MT --memlock "$(need $MT)" --accounting per-user \
+  --device "$DEV_B" "${TINY[@]}"
+await s9-third Running Failed && console_has s9-third "$TINY_MARKER" "$AGENT_TIMEOUT"
+snapshot s9-third
+stop s9-third
+stop s8-bystander
+timing scenario-hp "$s" "$(now)"
 
 # 4 teardown: SIGTERM -> the guest powers off (QMP system_powerdown), pins released, QEMU gone; right after, a
 #   new VM of the same UID, limit = its own need, binds and maps the same device and boots
@@ -249,6 +306,15 @@ await s4-next Running Failed && console_has s4-next "$TINY_MARKER" "$AGENT_TIMEO
 snapshot s4-next
 stop s4-next
 timing scenario-4 "$s" "$(now)"
+
+# p6 the pin figure, alone in the guest (every VM above is gone, DEV_A is free)
+s=$(now)
+log "p6 started"
+# the agents' JVM options and AppCDS archive (valid: the archive's classpath, the jar, is a prefix of this one);
+# 2 rounds of 1 GiB keep the step within its ~90 s of guest time (docs/testing.md)
+P6_CP="$VFIOVM_JAR:$BIN/p6-classes" P6_PIN="$BIN/pin" P6_ROUNDS=${P6_ROUNDS:-2} P6_JAVA_OPTS="$AGENT_JAVA_OPTS -Xmx64m" \
+  bash "$(dirname "$0")/p6-pin.sh" 2>&1 | sed 's/^/scenario: /'
+timing p6-pin "$s" "$(now)"
 
 timing all "$t0" "$(now)"
 cp -r "$VMS"/. "$OUT/vms/"

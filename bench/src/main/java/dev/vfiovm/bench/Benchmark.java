@@ -82,12 +82,15 @@ public final class Benchmark {
         case "--short" -> shortRun = true;
         case "--out" -> out = Path.of(args[++i]);
         case "--no-native" -> nativeFigures = false;
+        // p6 from the iommufd guest: boot it (no value) or read a guest run's output dir (see NativeFigures)
+        case "--p6-guest" -> NativeFigures.p6Guest =
+            i + 1 < args.length && !args[i + 1].startsWith("--") ? args[++i] : "boot";
         case "--burst" -> burst = Integer.parseInt(args[++i]);
         case "--heap-vms" -> heapVms = Integer.parseInt(args[++i]);
         case "--rate-seconds" -> rateSeconds = Integer.parseInt(args[++i]);
         default -> {
-          System.err.println("usage: Benchmark [--short] [--out DIR] [--no-native] [--burst N] [--heap-vms N] "
-              + "[--rate-seconds S]");
+          System.err.println("usage: Benchmark [--short] [--out DIR] [--no-native] [--p6-guest [DIR]] [--burst N] "
+              + "[--heap-vms N] [--rate-seconds S]");
           System.exit(2);
         }
       }
@@ -101,7 +104,16 @@ public final class Benchmark {
   }
 
   private final Settings s;
-  private final Map<String, Figure> figures = new LinkedHashMap<>();
+  /** The figures in the order measured; each is printed as it is measured (a long run stopped early keeps them). */
+  private final Map<String, Figure> figures = new LinkedHashMap<>() {
+    @Override
+    public Figure put(String name, Figure f) {
+      System.out.printf("measured %s: %.4g %s (baseline %.4g, ratio %.3g, target %s) %s [load %.2f, %d cores]%n",
+          name, f.value(), f.unit(), f.baseline(), f.ratio(), f.target(), f.detail(), f.machine().load1(),
+          f.machine().cores());
+      return super.put(name, f);
+    }
+  };
   private final Map<String, Object> notes = new LinkedHashMap<>();
   private KubernetesClient client;
   private StandInKubelet kubelet;
@@ -229,7 +241,17 @@ public final class Benchmark {
       String heapNs = KubeApiServerFixture.createNamespace(client, "heap");
       Tracker heap = new Tracker(heapNs).start();
       createAll(heapNs, "vm", (int) topUp, heap);
-      awaitTrue("all " + topUp + " top-up VMs Running", Duration.ofMinutes(60), () -> heap.running.size() >= topUp);
+      long[] lastProgress = {System.nanoTime()};
+      long topUpStart = System.nanoTime();
+      awaitTrue("all " + topUp + " top-up VMs Running", Duration.ofMinutes(60), () -> {
+        if (System.nanoTime() - lastProgress[0] > TimeUnit.MINUTES.toNanos(1)) {
+          lastProgress[0] = System.nanoTime();
+          Machine m = Machine.now();
+          System.out.printf("p4 top-up: %d of %d VMs Running after %.0f s [load %.2f]%n", heap.running.size(), topUp,
+              (System.nanoTime() - topUpStart) / 1e9, m.load1());
+        }
+        return heap.running.size() >= topUp;
+      });
       heap.close();
       total += topUp;
       awaitSteady(operator, counter, total, Duration.ofMinutes(10));

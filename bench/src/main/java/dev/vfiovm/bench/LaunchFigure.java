@@ -39,7 +39,7 @@ final class LaunchFigure {
     String qemu = env("VFIOVM_QEMU", "/opt/vfiovm/qemu10/usr/bin/qemu-system-x86_64");
     for (Path need : List.of(jar, guest, Path.of(qemu))) {
       if (!Files.exists(need)) {
-        throw new IllegalStateException("p7 needs " + need + " (mvn -pl operator package; bash e2e/scripts/setup.sh "
+        throw new IllegalStateException("p7 needs " + need + " (mvn -pl operator -am package; bash hack/setup.sh "
             + "for QEMU 10 and the tiny guest)");
       }
     }

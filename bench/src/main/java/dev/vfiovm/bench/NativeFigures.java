@@ -19,6 +19,14 @@ import java.util.concurrent.TimeUnit;
 
 /** p6 (pinning) and p7 (launch) on this host, each against its C / by-hand floor in the same run. */
 final class NativeFigures {
+  /**
+   * Where p6's headline comes from: null = this host only (io_uring, what the memlock limit allows); "boot" =
+   * boot the iommufd guest (e2e/iommufd/boot-guest.sh) for e2e/iommufd/p6-pin.sh, 1 GiB memfd + IOAS_MAP;
+   * a directory = the p6/p6-pin.json a guest run left there (the guest tier's e2e/target/iommufd).
+   * Set by Benchmark's --p6-guest [DIR].
+   */
+  static String p6Guest;
+
   private final Path out;
   private final boolean shortRun;
 
@@ -36,13 +44,23 @@ final class NativeFigures {
     return Files.exists(cwd.resolve("bench/native/pin.c")) ? cwd : cwd.getParent();
   }
 
+  /** The Linux 6.12 uAPI headers of hack/setup.d/40-uapi-headers.sh (pin.c's iommufd mode needs them). */
+  static Path uapiHeaders() {
+    String cache = System.getenv().getOrDefault("VFIOVM_CACHE", System.getProperty("user.home") + "/.cache/vfiovm");
+    return Path.of(cache, "uapi-headers-6.12");
+  }
+
   /** Compiles bench/native/pin.c with cc (in this run: the floor is built by the same toolchain each time). */
   Path buildPin() throws IOException, InterruptedException {
     Path source = repoRoot().resolve("bench/native/pin.c");
     Path binary = out.resolve("pin");
     Files.createDirectories(out);
-    Process cc = new ProcessBuilder("cc", "-O2", "-Wall", "-o", binary.toString(), source.toString())
-        .redirectErrorStream(true).start();
+    List<String> command = new ArrayList<>(List.of("cc", "-O2", "-Wall"));
+    if (Files.isRegularFile(uapiHeaders().resolve("linux/iommufd.h"))) {
+      command.addAll(List.of("-I", uapiHeaders().toString()));
+    }
+    command.addAll(List.of("-o", binary.toString(), source.toString()));
+    Process cc = new ProcessBuilder(command).redirectErrorStream(true).start();
     String log = new String(cc.getInputStream().readAllBytes());
     if (!cc.waitFor(120, TimeUnit.SECONDS) || cc.exitValue() != 0) {
       throw new IllegalStateException("cc " + source + " failed: " + log);
@@ -58,6 +76,76 @@ final class NativeFigures {
    * (JVM start included) spawned as the agent spawns it, until it reports MAPPED, vs pin.c in the same protocol.
    */
   List<Figure> pin() throws Exception {
+    Figure host = hostPin();
+    if (p6Guest == null) {
+      return List.of(host);
+    }
+    return List.of(guestPin(host));
+  }
+
+  /**
+   * p6 from the iommufd guest (GuestPin, run by e2e/iommufd/p6-pin.sh): the headline is the guest's ratio; this
+   * host's io_uring figure stays in the detail ("host_io_uring").
+   */
+  Figure guestPin(Figure host) throws Exception {
+    Path dir;
+    String how;
+    if (p6Guest.equals("boot")) {
+      dir = out.resolve("p6-guest");
+      bootGuestForPin(dir);
+      how = "booted by this run";
+    } else {
+      dir = Path.of(p6Guest);
+      how = "read from " + dir + " (a guest run of its own, e.g. the guest tier's)";
+    }
+    Path json = dir.resolve("p6/p6-pin.json");
+    if (!Files.isRegularFile(json)) {
+      throw new IllegalStateException("no p6 guest figure at " + json + " (see " + dir + "/console.log)");
+    }
+    @SuppressWarnings("unchecked")
+    Map<String, Object> g = new com.fasterxml.jackson.databind.ObjectMapper().readValue(json.toFile(), Map.class);
+    double javaMs = ((Number) g.get("java_ms")).doubleValue();
+    double cMs = ((Number) g.get("c_ms")).doubleValue();
+    long bytes = ((Number) g.get("bytes")).longValue();
+    Map<String, Object> detail = new LinkedHashMap<>(g);
+    detail.put("guest_run", how + " at " + Files.getLastModifiedTime(json));
+    Map<String, Object> hostDetail = new LinkedHashMap<>(host.detail());
+    hostDetail.put("java_ms", host.value());
+    hostDetail.put("c_ms", host.baseline());
+    hostDetail.put("ratio", host.ratio());
+    hostDetail.put("where", host.where());
+    detail.put("host_io_uring", hostDetail);
+    return new Figure("p6_pin_ratio", javaMs, "ms", cMs, "pin.c: the same syscalls (memfd, IOAS_ALLOC, VFIO "
+        + "bind + attach, IOMMU_IOAS_MAP) on the same " + (bytes >> 20) + " MiB, interleaved rounds",
+        javaMs / cMs, "<= 1.2", "iommufd guest (L1 under TCG, emulated VT-d, an e1000e on vfio-pci, real root: "
+            + "the host has no /dev/iommu and an 8 MiB memlock hard limit); " + g.get("cores") + " vCPUs, load "
+            + g.get("load1") + "; every round's VmPin checked (pins_seen=" + g.get("pins_seen") + ")",
+        detail, Machine.now());
+  }
+
+  /** Boots L1 (e2e/iommufd/boot-guest.sh) for e2e/iommufd/p6-pin.sh with this run's classes and pin binary. */
+  void bootGuestForPin(Path dir) throws Exception {
+    Path repo = repoRoot();
+    Path pin = buildPin();
+    String cp = String.join(File.pathSeparator, location(GuestPin.class), location(Kernel.class),
+        location(Native.class));
+    Files.createDirectories(dir);
+    Files.deleteIfExists(dir.resolve("p6/p6-pin.json"));
+    ProcessBuilder pb = new ProcessBuilder("bash", repo.resolve("e2e/iommufd/boot-guest.sh").toString(),
+        dir.toString(), repo.resolve("e2e/iommufd/p6-pin.sh").toString(), "P6_CP=" + cp, "P6_PIN=" + pin,
+        "P6_ROUNDS=3")
+        .redirectErrorStream(true).redirectOutput(dir.resolve("boot.log").toFile());
+    pb.environment().putIfAbsent("GUEST_TIMEOUT", "900");
+    System.out.println("p6: booting the iommufd guest for the 1 GiB pin (TCG: minutes); log " + dir.resolve("boot.log"));
+    Process p = pb.start();
+    if (!p.waitFor(20, TimeUnit.MINUTES) || p.exitValue() != 0) {
+      p.destroyForcibly();
+      throw new IllegalStateException("the p6 guest run failed: see " + dir.resolve("boot.log"));
+    }
+  }
+
+  /** p6 on this host: io_uring registration of what the memlock limit allows. */
+  Figure hostPin() throws Exception {
     Path pin = buildPin();
     long limit = Kernel.memlockLimit(Kernel.getpid())[0];
     // what the limit allows, less 1 MiB for the rings and the JVM's own locked pages; at most 1 GiB
@@ -99,10 +187,11 @@ final class NativeFigures {
     detail.put("launcher_process_ms", launcher / 1e6);
     detail.put("c_process_ms", cProcess / 1e6);
     detail.put("process_ratio", launcher / cProcess);
-    return List.of(new Figure("p6_pin_ratio", javaNs / 1e6, "ms", cNs / 1e6,
+    return new Figure("p6_pin_ratio", javaNs / 1e6, "ms", cNs / 1e6,
         "pin.c: the same syscalls on the same " + (size >> 20) + " MiB", javaNs / cNs, "<= 1.2",
-        "host (memlock hard limit " + (limit >> 20) + " MiB bounds the size; the 1 GiB memfd + IOAS_MAP run "
-            + "needs the iommufd guest tier: not run, docs/performance.md)", detail, Machine.now()));
+        "host, io_uring (memlock hard limit " + (limit >> 20) + " MiB bounds the size; the 1 GiB memfd + IOAS_MAP "
+            + "figure needs the iommufd guest: bash bench/run.sh --p6-guest, docs/performance.md)", detail,
+        Machine.now());
   }
 
   private static double javaPinMedian(long size, int iters) {

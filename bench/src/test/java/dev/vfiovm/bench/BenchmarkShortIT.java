@@ -27,9 +27,9 @@ class BenchmarkShortIT {
     Prerequisites.require(Files.isExecutable(Path.of("/usr/bin/cc")), "cc (p6 builds bench/native/pin.c)");
     String qemu = System.getenv("VFIOVM_QEMU");
     Prerequisites.require(qemu != null && Files.isExecutable(Path.of(qemu)),
-        "QEMU 10 at VFIOVM_QEMU (" + qemu + "; bash e2e/scripts/setup.sh)");
+        "QEMU 10 at VFIOVM_QEMU (" + qemu + "; bash hack/setup.sh)");
     Prerequisites.require(Files.isRegularFile(Path.of(System.getProperty("user.home"),
-        ".cache/vfiovm/guest/tiny/kernel.elf")), "the tiny guest (e2e/scripts/setup.d/36-guest.sh)");
+        ".cache/vfiovm/guest/tiny/kernel.elf")), "the tiny guest (hack/setup.d/36-guest.sh)");
     String jar = System.getenv("VFIOVM_JAR");
     Prerequisites.require(jar != null && Files.isRegularFile(Path.of(jar)), "the shaded jar at VFIOVM_JAR (mvn package)");
   }

@@ -67,8 +67,8 @@ public final class NodePodIdentity {
     labels.put(NodePodShape.LABEL_NAME, NodePodShape.NAME);
     labels.put(NodePodShape.LABEL_MANAGED_BY, NodePodShape.MANAGED_BY);
     labels.put(LABEL_COMPONENT, COMPONENT);
-    labels.put(NodePodShape.LABEL_VM_NAMESPACE, vm.getMetadata().getNamespace());
-    labels.put(NodePodShape.LABEL_VM_NAME, vm.getMetadata().getName());
+    labels.put(NodePodShape.LABEL_VM_NAMESPACE, NodePodShape.labelValue(vm.getMetadata().getNamespace()));
+    labels.put(NodePodShape.LABEL_VM_NAME, NodePodShape.labelValue(vm.getMetadata().getName()));
     return labels;
   }
 
@@ -78,7 +78,7 @@ public final class NodePodIdentity {
     String namespace = settings.nodePodNamespace();
     String podName = NodePodShape.podName(vm.getMetadata().getNamespace(), vm.getMetadata().getName());
     Map<String, String> labels = labels(vm);
-    Map<String, String> annotations = Map.of(NodePodShape.ANNOTATION_VM, NodePodShape.vmKey(vm));
+    Map<String, String> annotations = NodePodShape.vmAnnotations(vm);
     ServiceAccount sa = new ServiceAccountBuilder()
         .withNewMetadata().withName(name).withNamespace(namespace).withLabels(labels).withAnnotations(annotations)
         .endMetadata()

@@ -6,6 +6,10 @@ import dev.vfiovm.api.DeviceResources;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.VfioVm;
 import io.fabric8.kubernetes.api.model.Container;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.Toleration;
+import io.javaoperatorsdk.operator.processing.event.ResourceID;
+import java.util.Optional;
 import io.fabric8.kubernetes.api.model.ContainerBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
@@ -39,14 +43,38 @@ public final class NodePodShape {
   public static final String LABEL_VM_NAME = "vfiovm.dev/vm-name";
   public static final String LABEL_HOST_UID = "vfiovm.dev/host-uid";
   public static final String ANNOTATION_VM = "vfiovm.dev/vm";
+  /**
+   * The VM's full name and namespace (labels {@link #LABEL_VM_NAME}/{@link #LABEL_VM_NAMESPACE} carry them only
+   * while they fit a label value, else a truncated, hashed form: {@link #labelValue}).
+   */
+  public static final String ANNOTATION_VM_NAME = "vfiovm.dev/vm-name";
+  public static final String ANNOTATION_VM_NAMESPACE = "vfiovm.dev/vm-namespace";
+  /** The VM's metadata.uid: which VfioVm (not only which name) the pod belongs to (contract K3). */
+  public static final String ANNOTATION_VM_UID = "vfiovm.dev/vm-uid";
+  /** The longest label value the API server accepts. */
+  public static final int MAX_LABEL_VALUE = 63;
+  /**
+   * The node pod's tolerations: none. A node pod is bound to its node by the operator (spec.nodeName, no
+   * scheduler), and placement ({@link Placement}) never picks a node with a NoSchedule/NoExecute taint it does
+   * not tolerate, so a tainted node is an admin's "not here" that the operator keeps. (The API server's
+   * DefaultTolerationSeconds admission plugin still adds its 300 s not-ready/unreachable NoExecute
+   * tolerations to every pod, so a brief NotReady does not evict a running VM at once.)
+   */
+  public static final List<Toleration> DEFAULT_TOLERATIONS = List.of();
   public static final String NAME = "vfiovm-node";
   public static final String MANAGED_BY = "vfiovm-operator";
   /** Selects every node pod the operator manages. */
   public static final String SELECTOR = LABEL_NAME + "=" + NAME + "," + LABEL_MANAGED_BY + "=" + MANAGED_BY;
   public static final String CONTAINER = "node-agent";
   public static final String REPORT_PATH = "/run/vfiovm/report.json";
-  /** Heap bound of the agent's JVM (env JAVA_TOOL_OPTIONS of the node-agent container). */
-  public static final String AGENT_JAVA_OPTIONS = "-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC";
+  /**
+   * Bounds of the agent's JVM (env JAVA_TOOL_OPTIONS of the node-agent container): heap, metaspace, JIT code
+   * cache, NIO direct buffers and thread stacks, one GC thread (serial), so its footprint is bounded by
+   * {@link #AGENT_MEMORY_BYTES} whatever the host's memory (the JVM's default heap is 1/4 of the host's RAM, which
+   * the pod's cgroup limit would then kill).
+   */
+  public static final String AGENT_JAVA_OPTIONS = "-Xmx128m -XX:MaxMetaspaceSize=128m -XX:ReservedCodeCacheSize=48m"
+      + " -XX:MaxDirectMemorySize=32m -Xss512k -XX:+UseSerialGC";
   /**
    * The agent's own memory on top of guest RAM and the VMM in the pod's memory request/limit: its JVM bounded by
    * {@link #AGENT_JAVA_OPTIONS} (heap <= 128 MiB, metaspace <= 128 MiB) plus code cache, thread stacks and the
@@ -55,6 +83,8 @@ public final class NodePodShape {
    * ~256 MiB + ~64 MiB native.
    */
   public static final long AGENT_MEMORY_BYTES = 320L << 20;
+  /** The least {@code --agent-memory} the operator takes: the agent measured ~125 MiB at its peak (VmHWM), plus headroom. */
+  public static final long MIN_AGENT_MEMORY_BYTES = 192L << 20;
   /**
    * QEMU's own memory beyond guest RAM (the pod's cgroup charges both). Measured with QEMU 10.0.2
    * (bookworm-backports) under TCG as VmRSS minus guest RAM, all of guest RAM touched by {@code -mem-prealloc},
@@ -98,6 +128,15 @@ public final class NodePodShape {
   public static final String SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
   /** The shortest expiry the API server accepts (10 min). */
   public static final long TOKEN_EXPIRATION_SECONDS = 600;
+  /**
+   * Hot-plug (issue 14): the per-VM host directory {@value #CONTROL_HOST_DIR}/&lt;node-pod-name&gt; holding the agent's
+   * control socket, mounted at {@value #CONTROL_DIR} in the node-agent container and in the VM's attachment pods
+   * only (never bound into the VM sandbox); the agent binds {@value #CONTROL_SOCKET} (0600, dir 0700, peers uid 0).
+   */
+  public static final String CONTROL_VOLUME = "vfiovm-control";
+  public static final String CONTROL_HOST_DIR = "/run/vfiovm/vms";
+  public static final String CONTROL_DIR = "/run/vfiovm/control";
+  public static final String CONTROL_SOCKET = CONTROL_DIR + "/agent.sock";
 
   private NodePodShape() {}
 
@@ -142,6 +181,10 @@ public final class NodePodShape {
         case IoUring -> "io-uring";
         case Auto -> "auto";
       });
+      if (hotpluggable(vm.getSpec().getDmaBackend(), plan.devices())) {
+        args.add("--control-socket");
+        args.add(CONTROL_SOCKET);
+      }
     }
     args.add("--cpus");
     args.add(Integer.toString(plan.cpus()));
@@ -207,6 +250,24 @@ public final class NodePodShape {
     return vm;
   }
 
+  /**
+   * Whether the VM's agent opens /dev/iommu (backend Iommufd, or Auto with a device at boot: the agent's own rule),
+   * so devices can be hot-plugged: only then does the node pod get the control volume and {@code --control-socket}.
+   */
+  public static boolean hotpluggable(DmaBackend backend, List<String> bootDevices) {
+    return backend == DmaBackend.Iommufd || (backend == DmaBackend.Auto && !bootDevices.isEmpty());
+  }
+
+  /** The control volume of a VM whose node pod is {@code nodePodName}: hostPath, DirectoryOrCreate. */
+  public static Volume controlVolume(String nodePodName) {
+    return new VolumeBuilder().withName(CONTROL_VOLUME).withNewHostPath()
+        .withPath(CONTROL_HOST_DIR + "/" + nodePodName).withType("DirectoryOrCreate").endHostPath().build();
+  }
+
+  public static VolumeMount controlMount() {
+    return new VolumeMountBuilder().withName(CONTROL_VOLUME).withMountPath(CONTROL_DIR).build();
+  }
+
   /** Text the kubelet passes as written: $(VAR) in args is expanded, $$ stands for $. */
   static String literal(String text) {
     return text.replace("$", "$$");
@@ -262,15 +323,98 @@ public final class NodePodShape {
     Map<String, String> labels = new LinkedHashMap<>();
     labels.put(LABEL_NAME, NAME);
     labels.put(LABEL_MANAGED_BY, MANAGED_BY);
-    labels.put(LABEL_VM_NAMESPACE, vm.getMetadata().getNamespace());
-    labels.put(LABEL_VM_NAME, vm.getMetadata().getName());
+    labels.put(LABEL_VM_NAMESPACE, labelValue(vm.getMetadata().getNamespace()));
+    labels.put(LABEL_VM_NAME, labelValue(vm.getMetadata().getName()));
     labels.put(LABEL_HOST_UID, Long.toString(hostUid));
     return labels;
   }
 
+  /**
+   * A VM's name or namespace as a label value: itself when it is a valid label value (<= 63 characters), else its
+   * first 52 characters (up to the last alphanumeric) + "-" + 10 hex digits of its SHA-256: valid, and distinct for
+   * distinct names. The full name is in {@link #ANNOTATION_VM_NAME}/{@link #ANNOTATION_VM_NAMESPACE}.
+   */
+  public static String labelValue(String value) {
+    if (value == null || value.isEmpty()) {
+      return "";
+    }
+    if (value.length() <= MAX_LABEL_VALUE && value.matches("[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")) {
+      return value;
+    }
+    String hash = sha256(value).substring(0, 10);
+    String head = value.replaceAll("[^-A-Za-z0-9_.]", "-");
+    head = head.substring(0, Math.min(head.length(), MAX_LABEL_VALUE - hash.length() - 1));
+    head = head.replaceAll("^[^A-Za-z0-9]+", "").replaceAll("[^A-Za-z0-9]+$", "");
+    return head.isEmpty() ? hash : head + "-" + hash;
+  }
+
+  /** The annotations that name the VM of a node pod (or of its identity objects): NS/NAME, name, namespace, uid. */
+  public static Map<String, String> vmAnnotations(VfioVm vm) {
+    Map<String, String> annotations = new LinkedHashMap<>();
+    annotations.put(ANNOTATION_VM, vmKey(vm));
+    annotations.put(ANNOTATION_VM_NAMESPACE, vm.getMetadata().getNamespace());
+    annotations.put(ANNOTATION_VM_NAME, vm.getMetadata().getName());
+    if (vm.getMetadata().getUid() != null) {
+      annotations.put(ANNOTATION_VM_UID, vm.getMetadata().getUid());
+    }
+    return annotations;
+  }
+
+  /**
+   * The VfioVm a node pod (or identity object) belongs to: its {@link #ANNOTATION_VM_NAME} and
+   * {@link #ANNOTATION_VM_NAMESPACE} annotations, else its {@link #ANNOTATION_VM} annotation (NS/NAME), else (pods
+   * of older operators) its labels, which hold the full names whenever those fit a label. Empty for an object
+   * that names no VM.
+   */
+  public static Optional<ResourceID> vmOf(HasMetadata object) {
+    if (object == null || object.getMetadata() == null) {
+      return Optional.empty();
+    }
+    Map<String, String> annotations = object.getMetadata().getAnnotations() == null ? Map.of()
+        : object.getMetadata().getAnnotations();
+    String name = annotations.get(ANNOTATION_VM_NAME);
+    String namespace = annotations.get(ANNOTATION_VM_NAMESPACE);
+    if (nonEmpty(name) && nonEmpty(namespace)) {
+      return Optional.of(new ResourceID(name, namespace));
+    }
+    String key = annotations.get(ANNOTATION_VM);
+    if (key != null && key.indexOf('/') > 0 && key.indexOf('/') < key.length() - 1) {
+      int slash = key.indexOf('/');
+      return Optional.of(new ResourceID(key.substring(slash + 1), key.substring(0, slash)));
+    }
+    Map<String, String> labels = object.getMetadata().getLabels() == null ? Map.of() : object.getMetadata().getLabels();
+    name = labels.get(LABEL_VM_NAME);
+    namespace = labels.get(LABEL_VM_NAMESPACE);
+    if (nonEmpty(name) && nonEmpty(namespace)) {
+      return Optional.of(new ResourceID(name, namespace));
+    }
+    return Optional.empty();
+  }
+
+  /** {@link #vmOf(HasMetadata)} of a pod. */
+  public static Optional<ResourceID> vmOf(Pod pod) {
+    return vmOf((HasMetadata) pod);
+  }
+
+  private static boolean nonEmpty(String s) {
+    return s != null && !s.isEmpty();
+  }
+
+  /**
+   * The node pod's memory request (= limit): what lives in its memory cgroup. Guest RAM, because QEMU's guest
+   * RAM (a memfd, or anonymous memory) is charged to the memory cgroup of the process that faults it in, and
+   * that is the VMM, which stays in the pod's cgroup: on cgroup v2 the agent's VM cgroup ({@code VmCgroup}) is
+   * a child of the container's cgroup, whose limit covers its children; on cgroup v1 (this host's hybrid
+   * layout) the VMM never leaves the container's memory cgroup. Plus the VMM's own memory beyond guest RAM
+   * (setting {@code --vmm-overhead}) and the node agent's JVM (setting {@code --agent-memory}).
+   */
+  public static long podMemoryBytes(long guestMemoryBytes, OperatorSettings settings) {
+    return Math.addExact(Math.addExact(guestMemoryBytes, settings.vmmOverheadBytes()), settings.agentMemoryBytes());
+  }
+
   public static Pod build(
       VfioVm vm, long hostUid, String node, SpecValidation.Plan plan, OperatorSettings settings) {
-    Quantity memory = new Quantity(Long.toString(plan.memoryBytes() + VMM_OVERHEAD_BYTES + AGENT_MEMORY_BYTES));
+    Quantity memory = new Quantity(Long.toString(podMemoryBytes(plan.memoryBytes(), settings)));
     List<Volume> volumes = new ArrayList<>();
     List<VolumeMount> mounts = new ArrayList<>();
     // No host path of /dev/iommu, /dev/vfio or /sys/bus/pci: the device plugin of the vfiovm-node DaemonSet gives
@@ -312,15 +456,21 @@ public final class NodePodShape {
         .endProjected().build());
     mounts.add(new VolumeMountBuilder().withName(SERVICE_ACCOUNT_VOLUME).withMountPath(SERVICE_ACCOUNT_DIR)
         .withReadOnly(true).build());
+    if (hotpluggable(vm.getSpec().getDmaBackend(), plan.devices())) {
+      // the node pod's one hostPath: the per-VM directory of the agent's control socket (docs/node-pod.md)
+      volumes.add(controlVolume(podName(vm.getMetadata().getNamespace(), vm.getMetadata().getName())));
+      mounts.add(controlMount());
+    }
     return new PodBuilder()
         .withNewMetadata()
         .withName(podName(vm.getMetadata().getNamespace(), vm.getMetadata().getName()))
         .withNamespace(settings.nodePodNamespace())
         .withLabels(labels(vm, hostUid))
-        .withAnnotations(Map.of(ANNOTATION_VM, vmKey(vm)))
+        .withAnnotations(vmAnnotations(vm))
         .endMetadata()
         .withNewSpec()
         .withNodeName(node)
+        .withTolerations(DEFAULT_TOLERATIONS)
         .withRestartPolicy("Never")
         .withServiceAccountName(NodePodIdentity.name(vm, settings))
         .withAutomountServiceAccountToken(false)

@@ -7,8 +7,11 @@ import java.io.IOException;
 import java.util.List;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import dev.vfiovm.cli.LogLevelOption;
+import dev.vfiovm.cli.UidRangeOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** `vfiovm operator`: runs the controller against the cluster of KUBECONFIG or the in-cluster config. */
@@ -27,13 +30,9 @@ public final class OperatorCommand implements Callable<Integer> {
     }
   }
 
-  @Option(names = "--uid-range-start", defaultValue = "${env:VFIOVM_UID_RANGE_START:-1879048192}",
-      description = "First host UID given to VMs (env VFIOVM_UID_RANGE_START; default ${DEFAULT-VALUE} = 0x70000000).")
-  long uidRangeStart;
+  @Mixin UidRangeOptions uidRange;
 
-  @Option(names = "--uid-range-size", defaultValue = "${env:VFIOVM_UID_RANGE_SIZE:-65536}",
-      description = "Number of host UIDs in the range (env VFIOVM_UID_RANGE_SIZE; default ${DEFAULT-VALUE}).")
-  long uidRangeSize;
+  @Mixin LogLevelOption logging;
 
   @Option(names = "--memlock-overhead", defaultValue = "${env:VFIOVM_MEMLOCK_OVERHEAD:-1Gi}",
       converter = QuantityConverter.class,
@@ -75,13 +74,25 @@ public final class OperatorCommand implements Callable<Integer> {
       description = "true, false or auto = true when running in a cluster (env VFIOVM_LEADER_ELECTION; default auto).")
   String leaderElection;
 
-  @Option(names = "--log-level", defaultValue = "${env:VFIOVM_LOG_LEVEL:-info}",
-      description = "trace, debug, info, warn or error (env VFIOVM_LOG_LEVEL; default ${DEFAULT-VALUE}).")
-  String logLevel;
+  @Option(names = "--reconcile-retries", defaultValue = "${env:VFIOVM_RECONCILE_RETRIES:-10}",
+      description = "How often a failed reconcile of one VM is retried in a row, the interval doubling from "
+          + "--reconcile-retry-interval up to a minute (env VFIOVM_RECONCILE_RETRIES; default ${DEFAULT-VALUE}).")
+  int reconcileRetries;
+
+  @Option(names = "--reconcile-retry-interval", defaultValue = "${env:VFIOVM_RECONCILE_RETRY_INTERVAL_MS:-2000}",
+      description = "First retry interval of a failed reconcile in milliseconds "
+          + "(env VFIOVM_RECONCILE_RETRY_INTERVAL_MS; default ${DEFAULT-VALUE}).")
+  long reconcileRetryIntervalMillis;
+
+  @Option(names = "--max-reconcile-interval", defaultValue = "${env:VFIOVM_MAX_RECONCILE_INTERVAL_S:-300}",
+      description = "Every VM is reconciled at least this often, in seconds: the safety net under the event-driven "
+          + "wake-ups (env VFIOVM_MAX_RECONCILE_INTERVAL_S; default ${DEFAULT-VALUE}).")
+  long maxReconcileIntervalSeconds;
 
   OperatorSettings settings() {
-    return new OperatorSettings(uidRangeStart, uidRangeSize, memlockOverhead, hostReserve, nodePodNamespace,
-        nodePodImage, nodePodServiceAccount, nodePodCapabilities);
+    return new OperatorSettings(uidRange.start(), uidRange.size(), memlockOverhead, hostReserve, nodePodNamespace,
+        nodePodImage, nodePodServiceAccount, nodePodCapabilities).withPodMemory(vmmOverhead, agentMemory)
+        .withReconcileTiming(reconcileRetries, reconcileRetryIntervalMillis, maxReconcileIntervalSeconds);
   }
 
   boolean leaderElectionEnabled() {
@@ -96,8 +107,7 @@ public final class OperatorCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    // slf4j-simple reads its level once, when the first logger is made: set it before anything logs
-    System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", logLevel.toLowerCase());
+    logging.apply();
     OperatorSettings settings = settings();
     boolean leader = leaderElectionEnabled();
     KubernetesClient client = new KubernetesClientBuilder().build();
@@ -121,4 +131,18 @@ public final class OperatorCommand implements Callable<Integer> {
     stopped.await();
     return 0;
   }
+
+  // --- node pod memory (issue 12; NodePodShape.podMemoryBytes) ---
+
+  @Option(names = "--vmm-overhead", defaultValue = "${env:VFIOVM_VMM_OVERHEAD:-256Mi}",
+      converter = QuantityConverter.class,
+      description = "The VMM's (QEMU's) own memory beyond guest RAM, in each node pod's memory request = limit: "
+          + "raise it for large initrds, many vCPUs or devices (env VFIOVM_VMM_OVERHEAD; default 256Mi).")
+  long vmmOverhead;
+
+  @Option(names = "--agent-memory", defaultValue = "${env:VFIOVM_AGENT_MEMORY:-320Mi}",
+      converter = QuantityConverter.class,
+      description = "The node agent's JVM in each node pod's memory request = limit (its heap is bounded by "
+          + "-Xmx128m; env VFIOVM_AGENT_MEMORY; default 320Mi, at least 192Mi).")
+  long agentMemory;
 }

@@ -15,6 +15,14 @@ import java.util.Objects;
  * @param nodePodServiceAccount name prefix of each VM's node-pod identity ({@link NodePodIdentity})
  * @param nodePodCapabilities capabilities of the node-agent container (all others dropped); a host whose root
  *     lacks one (a runtime cannot grant what it does not hold) runs with a smaller set
+ * @param vmmOverheadBytes the VMM's own memory beyond guest RAM in each node pod's memory request/limit
+ *     ({@code --vmm-overhead}, default {@link NodePodShape#VMM_OVERHEAD_BYTES}; {@link NodePodShape#podMemoryBytes})
+ * @param agentMemoryBytes the node agent's JVM in each node pod's memory request/limit ({@code --agent-memory},
+ *     default {@link NodePodShape#AGENT_MEMORY_BYTES})
+ * @param retryMaxAttempts how often a failed reconcile of one VM is retried in a row (JOSDK's GenericRetry),
+ *     with an interval from {@code retryInitialIntervalMillis} doubling up to a minute
+ * @param maxReconciliationIntervalSeconds every VM is reconciled at least this often (JOSDK's
+ *     maxReconciliationInterval): the safety net under the event-driven wake-ups
  */
 public record OperatorSettings(
     long uidRangeStart,
@@ -24,7 +32,16 @@ public record OperatorSettings(
     String nodePodNamespace,
     String nodePodImage,
     String nodePodServiceAccount,
-    List<String> nodePodCapabilities) {
+    List<String> nodePodCapabilities,
+    long vmmOverheadBytes,
+    long agentMemoryBytes,
+    int retryMaxAttempts,
+    long retryInitialIntervalMillis,
+    long maxReconciliationIntervalSeconds) {
+  public static final int DEFAULT_RETRY_MAX_ATTEMPTS = 10;
+  public static final long DEFAULT_RETRY_INITIAL_INTERVAL_MILLIS = 2000;
+  public static final long DEFAULT_MAX_RECONCILIATION_INTERVAL_SECONDS = 300;
+
   /**
    * What the node agent does needs exactly these (docs/node-pod.md): setpriv to the VM's UID/GID and clearing
    * its groups (SETUID, SETGID), dropping the bounding set (SETPCAP), signalling the VM process (KILL), reading
@@ -56,6 +73,40 @@ public record OperatorSettings(
     if (memlockOverheadBytes < 0 || hostReserveBytes < 0) {
       throw new IllegalArgumentException("memlock overhead and host reserve must not be negative");
     }
+    if (vmmOverheadBytes < 0) {
+      throw new IllegalArgumentException("--vmm-overhead must not be negative");
+    }
+    if (agentMemoryBytes < NodePodShape.MIN_AGENT_MEMORY_BYTES) {
+      throw new IllegalArgumentException("--agent-memory " + agentMemoryBytes + " is below "
+          + NodePodShape.MIN_AGENT_MEMORY_BYTES + " bytes: the node agent's JVM (" + NodePodShape.AGENT_JAVA_OPTIONS
+          + ") needs that much; give at least 192Mi");
+    }
+    if (retryMaxAttempts < 0 || retryInitialIntervalMillis < 1 || maxReconciliationIntervalSeconds < 1) {
+      throw new IllegalArgumentException("reconcile retries must not be negative, the retry interval and the "
+          + "maximal reconciliation interval must be positive");
+    }
+  }
+
+  /** With the default VMM overhead, agent memory, retry and reconciliation interval. */
+  public OperatorSettings(long uidRangeStart, long uidRangeSize, long memlockOverheadBytes, long hostReserveBytes,
+      String nodePodNamespace, String nodePodImage, String nodePodServiceAccount, List<String> nodePodCapabilities) {
+    this(uidRangeStart, uidRangeSize, memlockOverheadBytes, hostReserveBytes, nodePodNamespace, nodePodImage,
+        nodePodServiceAccount, nodePodCapabilities, NodePodShape.VMM_OVERHEAD_BYTES, NodePodShape.AGENT_MEMORY_BYTES,
+        DEFAULT_RETRY_MAX_ATTEMPTS, DEFAULT_RETRY_INITIAL_INTERVAL_MILLIS, DEFAULT_MAX_RECONCILIATION_INTERVAL_SECONDS);
+  }
+
+  /** The same settings with this VMM overhead and agent memory in each node pod's memory. */
+  public OperatorSettings withPodMemory(long vmmOverheadBytes, long agentMemoryBytes) {
+    return new OperatorSettings(uidRangeStart, uidRangeSize, memlockOverheadBytes, hostReserveBytes, nodePodNamespace,
+        nodePodImage, nodePodServiceAccount, nodePodCapabilities, vmmOverheadBytes, agentMemoryBytes, retryMaxAttempts,
+        retryInitialIntervalMillis, maxReconciliationIntervalSeconds);
+  }
+
+  /** The same settings with this reconcile retry and maximal reconciliation interval. */
+  public OperatorSettings withReconcileTiming(int retries, long retryInitialMillis, long maxIntervalSeconds) {
+    return new OperatorSettings(uidRangeStart, uidRangeSize, memlockOverheadBytes, hostReserveBytes, nodePodNamespace,
+        nodePodImage, nodePodServiceAccount, nodePodCapabilities, vmmOverheadBytes, agentMemoryBytes, retries,
+        retryInitialMillis, maxIntervalSeconds);
   }
 
   /** With the default node-pod capabilities. */
@@ -67,7 +118,8 @@ public record OperatorSettings(
 
   public OperatorSettings withNodePodCapabilities(List<String> capabilities) {
     return new OperatorSettings(uidRangeStart, uidRangeSize, memlockOverheadBytes, hostReserveBytes, nodePodNamespace,
-        nodePodImage, nodePodServiceAccount, capabilities);
+        nodePodImage, nodePodServiceAccount, capabilities, vmmOverheadBytes, agentMemoryBytes, retryMaxAttempts,
+        retryInitialIntervalMillis, maxReconciliationIntervalSeconds);
   }
 
   public static OperatorSettings defaults(String nodePodNamespace, String nodePodImage) {
@@ -78,19 +130,22 @@ public record OperatorSettings(
   public OperatorSettings withUidRange(long start, long size) {
     return new OperatorSettings(
         start, size, memlockOverheadBytes, hostReserveBytes, nodePodNamespace, nodePodImage, nodePodServiceAccount,
-        nodePodCapabilities);
+        nodePodCapabilities, vmmOverheadBytes, agentMemoryBytes, retryMaxAttempts,
+        retryInitialIntervalMillis, maxReconciliationIntervalSeconds);
   }
 
   public OperatorSettings withMemlockOverhead(long bytes) {
     return new OperatorSettings(
         uidRangeStart, uidRangeSize, bytes, hostReserveBytes, nodePodNamespace, nodePodImage, nodePodServiceAccount,
-        nodePodCapabilities);
+        nodePodCapabilities, vmmOverheadBytes, agentMemoryBytes, retryMaxAttempts,
+        retryInitialIntervalMillis, maxReconciliationIntervalSeconds);
   }
 
   public OperatorSettings withHostReserve(long bytes) {
     return new OperatorSettings(
         uidRangeStart, uidRangeSize, memlockOverheadBytes, bytes, nodePodNamespace, nodePodImage, nodePodServiceAccount,
-        nodePodCapabilities);
+        nodePodCapabilities, vmmOverheadBytes, agentMemoryBytes, retryMaxAttempts,
+        retryInitialIntervalMillis, maxReconciliationIntervalSeconds);
   }
 
   public UidRange uidRange() {

@@ -1,6 +1,7 @@
 package dev.vfiovm.controller;
 
 import dev.vfiovm.api.Quantities;
+import io.fabric8.kubernetes.api.model.Toleration;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
@@ -24,7 +25,13 @@ public final class Placement {
     NodeSelectorMismatch(true),
     DeviceConflict(true),
     /** No candidate node advertises a device-plugin resource the VM's node pod requests (it may appear later). */
-    MissingDeviceResource(false);
+    MissingDeviceResource(false),
+    /** Every candidate node's Ready condition is not True (the VM waits for one to become Ready). */
+    NodeNotReady(false),
+    /** Every candidate node has a NoSchedule/NoExecute taint the node pod does not tolerate (until untainted). */
+    UntoleratedTaint(false),
+    /** The node pod's memory request does not fit beside what other pods request on any candidate node. */
+    InsufficientNodeMemory(false);
 
     public final boolean terminal;
 
@@ -36,13 +43,24 @@ public final class Placement {
   /**
    * What the VM asks for. {@code resources}: the device-plugin resources its node pod requests (1 each, see
    * {@link NodePodShape#deviceResources}); a node must have each in its status.allocatable.
+   * {@code podMemoryBytes}: the node pod's memory request ({@link NodePodShape#podMemoryBytes}; 0: not checked,
+   * as the kubelet does not check a pod that requests none); it must fit in the node's allocatable memory
+   * beside what the other pods there request. {@code tolerations}: the node pod's
+   * ({@link NodePodShape#DEFAULT_TOLERATIONS} unless given).
    */
   public record Request(long memlockLimitBytes, List<String> devices, String nodeName, Map<String, String> nodeSelector,
-      List<String> resources) {
+      List<String> resources, long podMemoryBytes, List<Toleration> tolerations) {
     public Request {
       devices = devices == null ? List.of() : List.copyOf(devices);
       nodeSelector = nodeSelector == null ? Map.of() : Map.copyOf(nodeSelector);
       resources = resources == null ? List.of() : List.copyOf(resources);
+      tolerations = tolerations == null ? NodePodShape.DEFAULT_TOLERATIONS : List.copyOf(tolerations);
+    }
+
+    /** A request that does not check the node pod's memory, with the node pod's default tolerations. */
+    public Request(long memlockLimitBytes, List<String> devices, String nodeName, Map<String, String> nodeSelector,
+        List<String> resources) {
+      this(memlockLimitBytes, devices, nodeName, nodeSelector, resources, 0, NodePodShape.DEFAULT_TOLERATIONS);
     }
 
     /** A request without device-plugin resources. */
@@ -81,6 +99,20 @@ public final class Placement {
             + " does not carry the labels of spec.nodeSelector " + request.nodeSelector()
             + "; change spec.nodeName or spec.nodeSelector");
       }
+      if (!node.ready()) {
+        return new Decision(null, Reason.NodeNotReady, "spec.nodeName " + node.name() + " is not Ready: "
+            + node.notReady() + "; the VM waits for it: fix the node (its kubelet, runtime, network), or choose"
+            + " another node in spec.nodeName");
+      }
+      // a cordon's own taint: a cordoned node still takes VMs pinned to it (NodeBudget.schedulable), as the
+      // kubelet does for pods bound by spec.nodeName
+      var taint = node.untoleratedTaint(withCordon(request.tolerations()));
+      if (taint.isPresent()) {
+        return new Decision(null, Reason.UntoleratedTaint, "spec.nodeName " + node.name() + " has taint "
+            + NodeBudget.describe(taint.get()) + ", which the VM's node pod does not tolerate; the VM waits: untaint"
+            + " the node (kubectl taint nodes " + node.name() + " " + taint.get().getKey() + ":"
+            + taint.get().getEffect() + "-), or choose another node in spec.nodeName");
+      }
       candidates = List.of(node);
     } else {
       candidates = nodes.stream().filter(n -> n.schedulable() && matches(n, request.nodeSelector())).toList();
@@ -89,6 +121,25 @@ public final class Placement {
             ? "no schedulable node in the cluster (yet)"
             : "no schedulable node carries the labels of spec.nodeSelector " + request.nodeSelector());
       }
+      List<NodeBudget> ready = candidates.stream().filter(NodeBudget::ready).toList();
+      if (ready.isEmpty()) {
+        return new Decision(null, Reason.NodeNotReady, candidates.stream()
+            .map(n -> "node " + n.name() + " is not Ready: " + n.notReady()).collect(Collectors.joining("; "))
+            + "; the VM waits for a Ready node: fix the node (its kubelet, runtime, network), or add one"
+            + (request.nodeSelector().isEmpty() ? "" : " or change spec.nodeSelector"));
+      }
+      List<NodeBudget> tolerated = ready.stream()
+          .filter(n -> n.untoleratedTaint(request.tolerations()).isEmpty()).toList();
+      if (tolerated.isEmpty()) {
+        return new Decision(null, Reason.UntoleratedTaint, ready.stream()
+            .map(n -> "node " + n.name() + " has taint " + NodeBudget.describe(n.untoleratedTaint(request.tolerations())
+                .orElseThrow()))
+            .collect(Collectors.joining("; "))
+            + ", which the VM's node pod does not tolerate (node pods tolerate no taint); the VM waits: untaint a"
+            + " node (kubectl taint nodes NODE KEY:EFFECT-), or add an untainted node"
+            + (request.nodeSelector().isEmpty() ? "" : " or change spec.nodeSelector"));
+      }
+      candidates = tolerated;
     }
 
     List<NodeBudget> equipped = new ArrayList<>();
@@ -126,9 +177,22 @@ public final class Placement {
           + "; choose another device or node, or delete that VfioVm");
     }
 
+    List<NodeBudget> roomy = request.podMemoryBytes() <= 0 ? deviceFree
+        : deviceFree.stream().filter(n -> n.memoryFreeForPods() >= request.podMemoryBytes()).toList();
+    if (request.podMemoryBytes() > 0) {
+      if (roomy.isEmpty()) {
+        return new Decision(null, Reason.InsufficientNodeMemory, "node pod memory request "
+            + Quantities.human(request.podMemoryBytes()) + " (spec.memory + VMM overhead + node agent) fits beside"
+            + " the other pods on no node: " + deviceFree.stream().map(Placement::describeMemory)
+                .collect(Collectors.joining("; "))
+            + "; lower spec.memory, free memory on a node (fewer or smaller pods there), or add a node (the"
+            + " overheads are the operator's --vmm-overhead and --agent-memory)");
+      }
+    }
+
     NodeBudget best = null;
     long bestLeft = Long.MAX_VALUE;
-    for (NodeBudget node : deviceFree.stream().sorted(Comparator.comparing(NodeBudget::name)).toList()) {
+    for (NodeBudget node : roomy.stream().sorted(Comparator.comparing(NodeBudget::name)).toList()) {
       long free = node.budgetBytes() - loads.getOrDefault(node.name(), Load.EMPTY).usedBytes();
       long left = free - request.memlockLimitBytes();
       if (left >= 0 && left < bestLeft) {
@@ -141,8 +205,30 @@ public final class Placement {
     }
     return new Decision(null, Reason.InsufficientBudget, "memlock limit "
         + Quantities.human(request.memlockLimitBytes()) + " fits no node's free budget: "
-        + deviceFree.stream().map(n -> describe(n, loads)).collect(Collectors.joining("; "))
+        + roomy.stream().map(n -> describe(n, loads)).collect(Collectors.joining("; "))
+        + (roomy.size() < deviceFree.size() ? "; " + deviceFree.stream().filter(n -> !roomy.contains(n))
+            .map(n -> "node pod memory does not fit on " + describeMemory(n)).collect(Collectors.joining("; ")) : "")
         + "; lower spec.memory, wait for a VM to be deleted, or add a node");
+  }
+
+  /** The toleration of the cordon's taint (node.kubernetes.io/unschedulable:NoSchedule) added. */
+  static List<Toleration> withCordon(List<Toleration> tolerations) {
+    List<Toleration> all = new ArrayList<>(tolerations);
+    all.add(new io.fabric8.kubernetes.api.model.TolerationBuilder().withKey(UNSCHEDULABLE_TAINT)
+        .withOperator("Exists").withEffect("NoSchedule").build());
+    return all;
+  }
+
+  /** The taint the node controller puts on a cordoned node. */
+  static final String UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable";
+
+  private static String describeMemory(NodeBudget node) {
+    if (node.problem() != null) {
+      return node.name() + " has no budget (" + node.problem() + ")";
+    }
+    return node.name() + " free " + Quantities.human(Math.max(0, node.memoryFreeForPods())) + " (allocatable "
+        + Quantities.human(node.allocatableBytes()) + " - requested by other pods "
+        + Quantities.human(node.requestedByOtherPods()) + ")";
   }
 
   private static String describe(NodeBudget node, Map<String, Load> loads) {

@@ -50,6 +50,10 @@ public final class QuarantineStore {
             .addToLabels(NodePodShape.LABEL_MANAGED_BY, NodePodShape.MANAGED_BY).endMetadata()
             .addToData(KEY, json).build()).create();
       } catch (KubernetesClientException c) {
+        if (c.getCode() == 409) { // made in between (another save, the chart): this state goes on top of it
+          resource.patch(PatchContext.of(PatchType.JSON_MERGE), Serialization.asJson(Map.of("data", Map.of(KEY, json))));
+          return;
+        }
         throw new KubernetesClientException("cannot create ConfigMap " + namespace + "/" + NAME
             + " holding the UID quarantine (the Helm chart creates it; create it empty or allow the operator to): "
             + c.getMessage(), c);

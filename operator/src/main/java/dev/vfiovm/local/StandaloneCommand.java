@@ -21,6 +21,7 @@ import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Comparator;
@@ -50,10 +51,11 @@ import picocli.CommandLine.Option;
     })
 public final class StandaloneCommand implements Callable<Integer> {
   private static final Logger LOG = LoggerFactory.getLogger(StandaloneCommand.class);
+  private static final Duration API_SERVER_STARTUP = Duration.ofSeconds(120);
   static final String NODE_POD_NAMESPACE = "vfiovm-system";
 
   @Option(names = "--kube-api-test-dir", description = "Where kube-apiserver/etcd binaries are cached "
-      + "(k8s/<version>-linux-amd64/). Default: ${DEFAULT-VALUE}; build them with e2e/scripts/setup.sh.",
+      + "(k8s/<version>-linux-amd64/). Default: ${DEFAULT-VALUE}; build them with hack/setup.sh.",
       defaultValue = "${env:KUBE_API_TEST_DIR:-${sys:user.home}/.cache/vfiovm/kubeapitest}")
   Path kubeApiTestDir;
 
@@ -106,10 +108,10 @@ public final class StandaloneCommand implements Callable<Integer> {
         .withOfflineMode(true)
         .withTestDir(kubeApiTestDir.toString())
         .withUpdateKubeConfig(false)
-        .withStartupTimeout(120_000)
+        .withStartupTimeout((int) API_SERVER_STARTUP.toMillis())
         .build());
     System.out.println("starting kube-apiserver + etcd from " + kubeApiTestDir);
-    apiServer.start();
+    ApiServerStart.start(apiServer, API_SERVER_STARTUP);
     Process operator = null;
     try (KubernetesClient client = new KubernetesClientBuilder()
         .withConfig(Config.fromKubeconfig(apiServer.getKubeConfigYaml())).build()) {

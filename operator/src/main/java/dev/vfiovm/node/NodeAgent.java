@@ -1,6 +1,7 @@
 package dev.vfiovm.node;
 
 import dev.vfiovm.api.Accounting;
+import dev.vfiovm.api.DeviceState;
 import dev.vfiovm.api.DeviceStatus;
 import dev.vfiovm.api.DmaBackend;
 import dev.vfiovm.api.NodeAgentReport;
@@ -18,7 +19,9 @@ import java.nio.file.Path;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -43,6 +46,31 @@ public final class NodeAgent {
   /** How the agent ended: process exit code and, on failure, the one stderr line naming the cause. */
   public record Outcome(int exitCode, String failureLine) {}
 
+  /**
+   * Hot-plug: the control socket (null: none), how many free pcie-root-ports QEMU gets at start, and how long
+   * the guest may take to enable a plugged device or release an unplugged one.
+   */
+  public record Hotplug(Path controlSocket, int slots, long timeoutSeconds) {
+    public static final int DEFAULT_SLOTS = 2;
+    public static final long DEFAULT_TIMEOUT_SECONDS = 300;
+
+    public Hotplug {
+      if (slots < 0 || slots > 16) {
+        throw new IllegalArgumentException("--hotplug-slots " + slots + " must be 0..16");
+      }
+      if (timeoutSeconds < 1) {
+        throw new IllegalArgumentException("--hotplug-timeout must be >= 1");
+      }
+    }
+
+    public static Hotplug defaults() {
+      return new Hotplug(null, DEFAULT_SLOTS, DEFAULT_TIMEOUT_SECONDS);
+    }
+  }
+
+  /** A device QEMU has, by PCI address: its qdev id and, when hot-plugged, the root port it sits behind. */
+  private record Plugged(String qdevId, int slot) {}
+
   private final NodeAgentPlan plan;
   private final SysfsDevices sysfs;
   private final ReportPublisher publisher;
@@ -61,9 +89,21 @@ public final class NodeAgent {
   private StreamRelay vmStderr;
   private OutputStream consoleLog;
 
+  private final Hotplug hotplug;
+  private ControlSocket control;
+  private final Map<String, Plugged> plugged = new HashMap<>();
+  private boolean[] slotBusy;
+  private int hotplugCount;
+
   public NodeAgent(NodeAgentPlan plan, SysfsDevices sysfs) {
+    this(plan, sysfs, Hotplug.defaults());
+  }
+
+  public NodeAgent(NodeAgentPlan plan, SysfsDevices sysfs, Hotplug hotplug) {
     this.plan = plan;
     this.sysfs = sysfs;
+    this.hotplug = hotplug;
+    this.slotBusy = new boolean[hotplug.slots()];
     this.publisher = new ReportPublisher(plan.reportFile(), plan.reportPod());
   }
 
@@ -86,6 +126,10 @@ public final class NodeAgent {
           ? "the node agent's stdout (kubectl logs)" + (plan.vmm().consoleLog() != null ? " and " + plan.vmm().consoleLog() : "")
           : "none");
       publish(AgentPhase.Starting);
+      String problem = plan.backendProblem(sysfs.hasIommufd());
+      if (problem != null) {
+        return fail(NodeAgentPlan.NO_IOMMU, problem);
+      }
       try {
         start();
       } catch (AgentFailure f) {
@@ -103,7 +147,17 @@ public final class NodeAgent {
         publish(AgentPhase.Stopped);
         return new Outcome(0, null);
       }
+      if (hotplug.controlSocket() != null) {
+        try {
+          control = ControlSocket.open(hotplug.controlSocket(), this::handleControl);
+        } catch (AgentFailure f) {
+          return fail(f.error(), f.getMessage());
+        } catch (KernelException e) {
+          return fail(e.errnoName(), "control socket " + hotplug.controlSocket() + ": " + e.getMessage());
+        }
+      }
       CompletableFuture.anyOf(stopRequested, vmExit).join();
+      closeControl();
       if (!stopRequested.isDone()) {
         Kernel.WaitStatus status = vmExit.join();
         release();
@@ -141,7 +195,7 @@ public final class NodeAgent {
       checkVmCanRead(v);
       vmmArgv = QemuCommandLine.build(new QemuCommandLine.Spec(
           v.qemu(), v.qemuData(), plan.vm(), v.accel(), v.cpus(), plan.memoryBytes(), backend,
-          devices.size(), v.boot(), v.serialConsole()));
+          devices.size(), v.boot(), v.serialConsole(), backend == DmaBackend.Iommufd ? hotplug.slots() : 0));
       LOG.info("VMM: {}", String.join(" ", vmmArgv));
     } else {
       vmmArgv = plan.vmCommand();
@@ -219,6 +273,12 @@ public final class NodeAgent {
     long pinned = pinnedBytes(pid);
     report.setPinnedBytes(pinned);
     report.getDevices().forEach(d -> d.setAttached(backend == DmaBackend.Iommufd));
+    if (backend == DmaBackend.Iommufd) {
+      for (int i = 0; i < report.getDevices().size(); i++) {
+        report.getDevices().get(i).setState(DeviceState.Attached);
+        plugged.put(report.getDevices().get(i).getPciAddress(), new Plugged(QemuCommandLine.deviceId(i), -1));
+      }
+    }
     if (console != null) {
       report.setConsoleBytes(console.bytes());
     }
@@ -597,7 +657,270 @@ public final class NodeAgent {
     report.setPinnedBytes(0L);
   }
 
+  // --- hot-plug (the control socket's requests, one at a time)
+
+  private synchronized ControlSocket.Reply handleControl(ControlSocket.Request request, int fd) {
+    try {
+      return switch (request.op()) {
+        case plug -> plug(request.pciAddress(), request.memlockLimitBytes(), fd);
+        case unplug -> unplug(request.pciAddress(), request.memlockLimitBytes());
+      };
+    } catch (KernelException e) {
+      return ControlSocket.Reply.error(e.errnoName(), e.getMessage());
+    } catch (RuntimeException e) {
+      LOG.error("hot-plug request failed unexpectedly", e);
+      return ControlSocket.Reply.error("InternalError", e.toString());
+    } finally {
+      Kernel.closeQuietly(fd);
+    }
+  }
+
+  private ControlSocket.Reply refuseUnlessRunningOnIommufd(String what) {
+    if (backend != DmaBackend.Iommufd) {
+      return ControlSocket.Reply.error("HotplugNeedsIommufd", "cannot " + what + ": this VM runs on the "
+          + backend + " backend (accounting only, no device is assigned); hot-plug needs backend iommufd "
+          + "(a node with /dev/iommu)");
+    }
+    if (report.getPhase() != AgentPhase.Running || qmp == null || vmExit == null || vmExit.isDone()) {
+      return ControlSocket.Reply.error("VmNotRunning", "cannot " + what + ": the VM is " + report.getPhase()
+          + ", not Running");
+    }
+    return null;
+  }
+
+  private DeviceStatus deviceStatus(String bdf) {
+    return report.getDevices().stream().filter(d -> bdf.equals(d.getPciAddress())).findFirst().orElse(null);
+  }
+
+  /**
+   * Plug: raise QEMU's RLIMIT_MEMLOCK to limit when higher (only this VM's process), getfd, device_add behind a
+   * free reserved root port, then wait until the guest enabled it (its BARs mapped in query-pci). Anything that
+   * fails leaves the limit as it was, QEMU without the device, and the fd closed.
+   */
+  private ControlSocket.Reply plug(String bdf, long limit, int fd) {
+    ControlSocket.Reply refused = refuseUnlessRunningOnIommufd("plug " + bdf);
+    if (refused != null) {
+      return refused;
+    }
+    DeviceStatus existing = deviceStatus(bdf);
+    if (existing != null && existing.getState() != DeviceState.Failed) {
+      return ControlSocket.Reply.error("EBUSY", bdf + " is already this VM's (" + existing.getState() + ")");
+    }
+    DevicePath path;
+    try {
+      path = sysfs.resolve(bdf);
+    } catch (DeviceResolutionException e) {
+      return ControlSocket.Reply.error(e.reason().name(), e.getMessage());
+    }
+    String mismatch = sameDevice(fd, path);
+    if (mismatch != null) {
+      return ControlSocket.Reply.error("WrongDevice", mismatch);
+    }
+    int slot = -1;
+    for (int k = 0; k < slotBusy.length; k++) {
+      if (!slotBusy[k]) {
+        slot = k;
+        break;
+      }
+    }
+    if (slot < 0) {
+      return ControlSocket.Reply.error("NoFreeHotplugSlot", "all " + slotBusy.length + " root ports reserved for "
+          + "hot-plug are in use; unplug a device, or restart the VM with more --hotplug-slots");
+    }
+    if (existing != null) {
+      report.getDevices().remove(existing);
+    }
+    DeviceStatus status = new DeviceStatus(bdf, path.cdev(), false);
+    status.setHotplugged(true);
+    status.setState(DeviceState.Plugging);
+    String bus = QemuCommandLine.hotplugBus(slot);
+    String id = QemuCommandLine.hotplugDeviceId(hotplugCount);
+    String fdname = "hotfd" + hotplugCount;
+    hotplugCount++;
+    status.setMessage("plugging as " + id + " behind " + bus);
+    report.getDevices().add(status);
+    publish(AgentPhase.Running);
+    int vmmPid = report.getVmPid().intValue();
+    long before = Kernel.memlockLimit(vmmPid)[1];
+    boolean raised = false;
+    try {
+      if (limit > before) {
+        LOG.info("plug {}: raising RLIMIT_MEMLOCK of VM process {} from {} to {} before device_add", bdf, vmmPid, before, limit);
+        Kernel.setMemlockLimit(vmmPid, limit);
+        raised = true;
+        report.setMemlockLimitBytes(limit);
+      }
+      qmp.getfd(fdname, fd);
+      try {
+        qmp.deviceAddVfio(id, bus, fdname);
+      } catch (Qmp.QmpException e) {
+        closeFdQuietly(fdname);
+        throw e;
+      }
+    } catch (KernelException | Qmp.QmpException e) {
+      String error = e instanceof KernelException k ? k.errnoName() : qmpErrno(e.getMessage());
+      restoreLimit(vmmPid, raised, before);
+      return plugFailed(status, error, "device_add of " + bdf + " failed: " + e.getMessage()
+          + (raised ? "; RLIMIT_MEMLOCK back to " + before : ""));
+    }
+    slotBusy[slot] = true;
+    plugged.put(bdf, new Plugged(id, slot));
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(hotplug.timeoutSeconds());
+    boolean enabled = false;
+    try {
+      while (!(enabled = Qmp.guestEnabled(qmp.execute("query-pci"), id)) && System.nanoTime() < deadline && !vmExit.isDone()) {
+        Thread.sleep(500);
+      }
+    } catch (Qmp.QmpException e) {
+      LOG.warn("plug {}: {}", bdf, e.getMessage());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    if (!enabled) {
+      // nothing half-made: take it out again (bounded), the limit back
+      boolean deleted = removeFromQemu(id);
+      slotBusy[slot] = !deleted;
+      plugged.remove(bdf);
+      restoreLimit(vmmPid, raised, before);
+      return plugFailed(status, "GuestDidNotEnable", "QEMU added " + bdf + " as " + id + " but the guest did not "
+          + "enable it (no BAR mapped in query-pci) within " + hotplug.timeoutSeconds() + " s; "
+          + (deleted ? "it was unplugged again" : "its unplug did not complete either")
+          + (raised ? ", RLIMIT_MEMLOCK back to " + before : "")
+          + " (does the guest kernel have PCIe/ACPI hot-plug?)");
+    }
+    status.setAttached(true);
+    status.setState(DeviceState.Attached);
+    status.setReason(null);
+    status.setMessage("hot-plugged as " + id + " behind " + bus + "; the guest enabled it");
+    refreshPins(vmmPid);
+    publish(AgentPhase.Running);
+    return ControlSocket.Reply.ok(DeviceState.Attached.name()).withPrevious(before);
+  }
+
+  /** Unplug: device_del, wait for DEVICE_DELETED (bounded), then lower the limit to limit when lower. */
+  private ControlSocket.Reply unplug(String bdf, long limit) {
+    ControlSocket.Reply refused = refuseUnlessRunningOnIommufd("unplug " + bdf);
+    if (refused != null) {
+      return refused;
+    }
+    DeviceStatus status = deviceStatus(bdf);
+    Plugged p = plugged.get(bdf);
+    if (status == null || p == null) {
+      return ControlSocket.Reply.error("NotAttached", bdf + " is not a device of this VM");
+    }
+    DeviceState was = status.getState();
+    status.setState(DeviceState.Unplugging);
+    status.setMessage("unplugging " + p.qdevId() + " (device_del; waiting for the guest to release it)");
+    publish(AgentPhase.Running);
+    try {
+      qmp.deviceDel(p.qdevId());
+    } catch (Qmp.QmpException e) {
+      status.setState(was);
+      status.setMessage("device_del refused: " + e.getMessage());
+      publish(AgentPhase.Running);
+      return ControlSocket.Reply.error(qmpErrno(e.getMessage()), "device_del of " + bdf + " failed: " + e.getMessage());
+    }
+    if (!qmp.awaitDeviceDeleted(p.qdevId(), TimeUnit.SECONDS.toMillis(hotplug.timeoutSeconds()))) {
+      status.setState(DeviceState.Failed);
+      status.setReason("UnplugTimedOut");
+      status.setMessage("the guest did not release " + bdf + " (no DEVICE_DELETED for " + p.qdevId() + ") within "
+          + hotplug.timeoutSeconds() + " s; it stays in the VM");
+      publish(AgentPhase.Running);
+      return ControlSocket.Reply.error("ETIMEDOUT", status.getMessage());
+    }
+    report.getDevices().remove(status);
+    plugged.remove(bdf);
+    if (p.slot() >= 0) {
+      slotBusy[p.slot()] = false;
+    }
+    int vmmPid = report.getVmPid().intValue();
+    long current = Kernel.memlockLimit(vmmPid)[1];
+    if (limit < current) {
+      LOG.info("unplug {}: lowering RLIMIT_MEMLOCK of VM process {} from {} to {}", bdf, vmmPid, current, limit);
+      Kernel.setMemlockLimit(vmmPid, limit);
+      report.setMemlockLimitBytes(limit);
+    }
+    refreshPins(vmmPid);
+    publish(AgentPhase.Running);
+    return ControlSocket.Reply.ok("Unplugged");
+  }
+
+  private ControlSocket.Reply plugFailed(DeviceStatus status, String error, String message) {
+    status.setState(DeviceState.Failed);
+    status.setAttached(false);
+    status.setReason(error);
+    status.setMessage(message);
+    publish(AgentPhase.Running);
+    return ControlSocket.Reply.error(error, message);
+  }
+
+  private boolean removeFromQemu(String id) {
+    try {
+      qmp.deviceDel(id);
+      return qmp.awaitDeviceDeleted(id, TimeUnit.SECONDS.toMillis(hotplug.timeoutSeconds()));
+    } catch (Qmp.QmpException e) {
+      LOG.warn("device_del {}: {}", id, e.getMessage());
+      return false;
+    }
+  }
+
+  private void closeFdQuietly(String fdname) {
+    try {
+      qmp.closefd(fdname);
+    } catch (Qmp.QmpException e) {
+      LOG.debug("closefd {}: {}", fdname, e.getMessage());
+    }
+  }
+
+  private void restoreLimit(int vmmPid, boolean raised, long before) {
+    if (raised) {
+      Kernel.setMemlockLimit(vmmPid, before);
+      report.setMemlockLimitBytes(before);
+    }
+  }
+
+  private void refreshPins(int vmmPid) {
+    try {
+      report.setPinnedBytes(ProcStatus.of(vmmPid).vmPinBytes());
+    } catch (IOException e) {
+      LOG.debug("VmPin of {}: {}", vmmPid, e.toString());
+    }
+  }
+
+  /** The errno name a QEMU error quotes (-12 -> ENOMEM), else QemuRefused. */
+  static String qmpErrno(String message) {
+    Matcher m = QEMU_ERRNO.matcher(message == null ? "" : message);
+    if (m.find()) {
+      for (int g = 1; g <= m.groupCount(); g++) {
+        if (m.group(g) != null) {
+          return Kernel.errnoName(Integer.parseInt(m.group(g)));
+        }
+      }
+    }
+    return "QemuRefused";
+  }
+
+  /** Null if fd is the cdev of path (same character device), else why not. */
+  private String sameDevice(int fd, DevicePath path) {
+    try {
+      Object got = Files.getAttribute(Path.of("/proc/self/fd/" + fd), "unix:rdev");
+      Object want = Files.getAttribute(Path.of(sysfs.hostPath(path.cdev())), "unix:rdev");
+      return got.equals(want) ? null : "the fd sent is not " + path.cdev() + " of " + path.pciAddress()
+          + " (device numbers " + got + " and " + want + ")";
+    } catch (IOException | RuntimeException e) {
+      return "cannot check the fd sent against " + path.cdev() + ": " + e;
+    }
+  }
+
+  private void closeControl() {
+    if (control != null) {
+      control.close();
+      control = null;
+    }
+  }
+
   private Outcome fail(String error, String message) {
+    closeControl();
     stopVm();
     release();
     report.setError(error);
@@ -606,7 +929,7 @@ public final class NodeAgent {
     return new Outcome(1, "node-agent: " + error + ": " + message);
   }
 
-  private void publish(AgentPhase phase) {
+  private synchronized void publish(AgentPhase phase) {
     report.setPhase(phase);
     LOG.info("report: {}", ReportPublisher.toJson(report));
     publisher.publish(report);

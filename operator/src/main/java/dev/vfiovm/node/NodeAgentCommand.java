@@ -120,6 +120,26 @@ public final class NodeAgentCommand implements Callable<Integer> {
       description = "Seconds a guest gets to power off (QMP system_powerdown) before quit, then SIGKILL.")
   long powerdownSeconds;
 
+  @Option(
+      names = "--control-socket",
+      paramLabel = "PATH",
+      description = "Serve hot-plug requests (attach-device) on this unix socket (mode 0600, its directory 0700; uid 0 peers only).")
+  Path controlSocket;
+
+  @Option(
+      names = "--hotplug-slots",
+      defaultValue = "2",
+      paramLabel = "N",
+      description = "Free pcie-root-ports (hotplug0..) QEMU gets at start for hot-plugged devices (iommufd backend).")
+  int hotplugSlots;
+
+  @Option(
+      names = "--hotplug-timeout",
+      defaultValue = "300",
+      paramLabel = "S",
+      description = "Seconds the guest may take to enable a plugged device or release an unplugged one.")
+  long hotplugTimeout;
+
   /** --vm-command takes every argument after it, options of the command included. */
   static final class RestOfLine implements IParameterConsumer {
     @Override
@@ -186,7 +206,14 @@ public final class NodeAgentCommand implements Callable<Integer> {
       System.err.println("node-agent: InvalidArgument: " + e.getMessage());
       return 2;
     }
-    NodeAgent agent = new NodeAgent(plan, SysfsDevices.host());
+    NodeAgent.Hotplug hotplug;
+    try {
+      hotplug = new NodeAgent.Hotplug(controlSocket, hotplugSlots, hotplugTimeout);
+    } catch (IllegalArgumentException e) {
+      System.err.println("node-agent: InvalidArgument: " + e.getMessage());
+      return 2;
+    }
+    NodeAgent agent = new NodeAgent(plan, SysfsDevices.host(), hotplug);
     sun.misc.SignalHandler stop = sig -> agent.requestStop();
     sun.misc.Signal.handle(new sun.misc.Signal("TERM"), stop);
     sun.misc.Signal.handle(new sun.misc.Signal("INT"), stop);

@@ -100,16 +100,37 @@ public record NodeAgentPlan(
     }
   }
 
+  /** The report error of a VM whose devices need /dev/iommu on a node that has none. */
+  public static final String NO_IOMMU = "NodeHasNoIommu";
+
   /**
-   * The backend really used: Auto takes iommufd when the host has /dev/iommu and the VM has a device to
-   * attach (without one iommufd would pin nothing), else io_uring.
+   * The backend really used: Auto takes iommufd when the VM has a device to attach (without one iommufd would
+   * pin nothing), else io_uring. Auto with devices never falls back to io_uring: io_uring attaches no device,
+   * so the VM would run without the devices it asked for; on a host without /dev/iommu such a plan does not
+   * run at all ({@link #backendProblem}).
    */
   public DmaBackend effectiveBackend(boolean hostHasIommufd) {
     return switch (dmaBackend) {
       case Iommufd -> DmaBackend.Iommufd;
       case IoUring -> DmaBackend.IoUring;
-      case Auto -> hostHasIommufd && !devices.isEmpty() ? DmaBackend.Iommufd : DmaBackend.IoUring;
+      case Auto -> devices.isEmpty() ? DmaBackend.IoUring : DmaBackend.Iommufd;
     };
+  }
+
+  /**
+   * Why this plan cannot run on this host, or null: Auto with devices on a node without /dev/iommu (error
+   * {@value #NO_IOMMU}; the message says what to change). Explicit Iommufd keeps its own check (NoIommufd) when
+   * the agent opens the device.
+   */
+  public String backendProblem(boolean hostHasIommufd) {
+    if (dmaBackend == DmaBackend.Auto && !devices.isEmpty() && !hostHasIommufd) {
+      return "dmaBackend Auto with devices " + devices + " needs /dev/iommu, and this node has none: the devices"
+          + " can only be attached through iommufd (io_uring would run the VM without them). Enable the node's"
+          + " IOMMU (kernel parameter intel_iommu=on or amd_iommu=on, CONFIG_IOMMUFD) so /dev/iommu exists, or run"
+          + " the VM on another node that has /dev/iommu (spec.nodeName / spec.nodeSelector), or remove"
+          + " spec.devices";
+    }
+    return null;
   }
 
   /**

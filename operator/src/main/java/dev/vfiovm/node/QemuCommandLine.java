@@ -48,8 +48,18 @@ public final class QemuCommandLine {
       DmaBackend backend,
       int deviceCount,
       Boot boot,
-      boolean serialConsole) {
+      boolean serialConsole,
+      int hotplugSlots) {
+    /** No hot-plug slot reserved. */
+    public Spec(String qemu, List<String> dataDirs, String name, String accel, int cpus, long memoryBytes,
+        DmaBackend backend, int deviceCount, Boot boot, boolean serialConsole) {
+      this(qemu, dataDirs, name, accel, cpus, memoryBytes, backend, deviceCount, boot, serialConsole, 0);
+    }
+
     public Spec {
+      if (hotplugSlots < 0 || hotplugSlots > 16) {
+        throw new IllegalArgumentException("--hotplug-slots " + hotplugSlots + " must be 0..16");
+      }
       dataDirs = List.copyOf(dataDirs);
       if (cpus < 1) {
         throw new IllegalArgumentException("cpus " + cpus + " must be at least 1");
@@ -96,6 +106,10 @@ public final class QemuCommandLine {
             "-device",
             "vfio-pci,id=" + deviceId(i) + ",iommufd=iommufd0,fd=" + (VmFds.FIRST_DEVICE + i) + ",bus=rp" + i));
       }
+      // free root ports for hot-plug (QMP device_add ...,bus=hotplugK): a port cannot be added to a running q35
+      for (int k = 0; k < s.hotplugSlots(); k++) {
+        a.addAll(List.of("-device", "pcie-root-port,id=" + hotplugBus(k) + ",bus=pcie.0,chassis=" + (s.deviceCount() + 1 + k)));
+      }
     }
     Boot boot = s.boot();
     if (boot.direct()) {
@@ -115,6 +129,16 @@ public final class QemuCommandLine {
           "-device", "virtio-blk-pci,drive=disk0,bootindex=1"));
     }
     return a;
+  }
+
+  /** The k-th root port reserved for hot-plug. */
+  public static String hotplugBus(int k) {
+    return "hotplug" + k;
+  }
+
+  /** QEMU's id of the i-th hot-plugged device (qdev_id). */
+  public static String hotplugDeviceId(int i) {
+    return "hotdev" + i;
   }
 
   /** QEMU's id of the i-th assigned device, as query-pci reports it (qdev_id). */

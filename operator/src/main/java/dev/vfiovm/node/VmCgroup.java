@@ -62,9 +62,25 @@ final class VmCgroup {
     return Optional.empty();
   }
 
-  /** The cgroup's name for a VM: unique per agent process. */
+  /**
+   * The cgroup's name for a VM: unique per agent process, within the 255 bytes of a file name (a VfioVm name
+   * may have 253 characters: the VM part is then cut and a hash of the whole added).
+   */
   static String name(String vm, long agentPid) {
-    return "vfiovm-" + vm.replace('/', '.') + "-" + agentPid;
+    String part = vm.replace('/', '.');
+    if (part.length() > 200) {
+      part = part.substring(0, 189) + "-" + sha256(vm).substring(0, 10);
+    }
+    return "vfiovm-" + part + "-" + agentPid;
+  }
+
+  private static String sha256(String s) {
+    try {
+      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+          .digest(s.getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
   }
 
   /** Creates the VM's cgroup below the agent's own, or null (logged) where that is not possible here. */

@@ -12,8 +12,11 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import org.slf4j.Logger;
+import dev.vfiovm.cli.LogLevelOption;
+import dev.vfiovm.cli.UidRangeOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /**
@@ -23,6 +26,7 @@ import picocli.CommandLine.Option;
 @Command(
     name = "node-daemon",
     mixinStandardHelpOptions = true,
+    resourceBundle = "dev.vfiovm.nodedaemon.NodeDaemonCommand",
     description = {
       "Kubelet device plugin for vfiovm.dev/iommu and vfiovm.dev/pci-DDDD-BB-SS.F, and the node's UID audit",
       "(annotation " + UidAudit.ANNOTATION + "). Every option defaults from the environment variable named in its description."
@@ -81,21 +85,14 @@ public final class NodeDaemonCommand implements Callable<Integer> {
       description = "This node (env NODE_NAME, from the downward API spec.nodeName).")
   String nodeName;
 
-  @Option(names = "--uid-range-start", defaultValue = "${env:VFIOVM_UID_RANGE_START:-1879048192}",
-      description = "First UID of the audited range: the operator's (env VFIOVM_UID_RANGE_START; default ${DEFAULT-VALUE}).")
-  long uidRangeStart;
+  /** The operator's range; descriptions worded for the audit in NodeDaemonCommand.properties. */
+  @Mixin UidRangeOptions uidRange;
 
-  @Option(names = "--uid-range-size", defaultValue = "${env:VFIOVM_UID_RANGE_SIZE:-65536}",
-      description = "Number of UIDs in the range (env VFIOVM_UID_RANGE_SIZE; default ${DEFAULT-VALUE}).")
-  long uidRangeSize;
-
-  @Option(names = "--log-level", defaultValue = "${env:VFIOVM_LOG_LEVEL:-info}",
-      description = "trace, debug, info, warn or error (env VFIOVM_LOG_LEVEL; default ${DEFAULT-VALUE}).")
-  String logLevel;
+  @Mixin LogLevelOption logging;
 
   @Override
   public Integer call() throws Exception {
-    System.setProperty("org.slf4j.simpleLogger.defaultLogLevel", logLevel.toLowerCase());
+    logging.apply();
     System.setProperty("org.slf4j.simpleLogger.showDateTime", "true");
     // grpc-netty sets SO_KEEPALIVE on every channel, which unix sockets do not have: one warning per connection
     System.setProperty("org.slf4j.simpleLogger.log.io.grpc.netty.shaded.io.netty.bootstrap", "error");
@@ -126,8 +123,8 @@ public final class NodeDaemonCommand implements Callable<Integer> {
       }
     }, 0, deviceScanInterval.toMillis(), TimeUnit.MILLISECONDS);
     if (audit) {
-      UidAuditor auditor = new UidAuditor(client, nodeName, proc, uidRangeStart, uidRangeSize, Clock.systemUTC());
-      log.info("UID audit of {} range {}+{} every {}s, annotating node {} ({})", proc, uidRangeStart, uidRangeSize,
+      UidAuditor auditor = new UidAuditor(client, nodeName, proc, uidRange.start(), uidRange.size(), Clock.systemUTC());
+      log.info("UID audit of {} range {}+{} every {}s, annotating node {} ({})", proc, uidRange.start(), uidRange.size(),
           auditInterval.toSeconds(), nodeName, UidAudit.ANNOTATION);
       timer.scheduleWithFixedDelay(() -> {
         try {

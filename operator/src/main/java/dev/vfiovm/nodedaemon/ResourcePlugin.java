@@ -119,8 +119,7 @@ final class ResourcePlugin extends DevicePluginGrpc.DevicePluginImplBase {
 
   @Override
   public void getDevicePluginOptions(Empty request, StreamObserver<DevicePluginOptions> out) {
-    out.onNext(DevicePluginOptions.getDefaultInstance());
-    out.onCompleted();
+    reply(out, DevicePluginOptions.getDefaultInstance());
   }
 
   @Override
@@ -137,8 +136,7 @@ final class ResourcePlugin extends DevicePluginGrpc.DevicePluginImplBase {
 
   @Override
   public void getPreferredAllocation(PreferredAllocationRequest request, StreamObserver<PreferredAllocationResponse> out) {
-    out.onNext(PreferredAllocationResponse.getDefaultInstance());
-    out.onCompleted();
+    reply(out, PreferredAllocationResponse.getDefaultInstance());
   }
 
   @Override
@@ -148,8 +146,7 @@ final class ResourcePlugin extends DevicePluginGrpc.DevicePluginImplBase {
       LOG.info("{}: allocate {} -> {}", resource, request.getContainerRequestsList().stream()
           .map(ContainerAllocateRequest::getDevicesIDsList).toList(), response.getContainerResponsesList().stream()
           .map(c -> c.getDevicesList().stream().map(DeviceSpec::getHostPath).toList()).toList());
-      out.onNext(response);
-      out.onCompleted();
+      reply(out, response);
     } catch (IllegalArgumentException e) {
       out.onError(Status.INVALID_ARGUMENT.withDescription(e.getMessage()).asRuntimeException());
     }
@@ -157,7 +154,12 @@ final class ResourcePlugin extends DevicePluginGrpc.DevicePluginImplBase {
 
   @Override
   public void preStartContainer(PreStartContainerRequest request, StreamObserver<PreStartContainerResponse> out) {
-    out.onNext(PreStartContainerResponse.getDefaultInstance());
+    reply(out, PreStartContainerResponse.getDefaultInstance());
+  }
+
+  /** A unary call's one answer. */
+  private static <T> void reply(StreamObserver<T> out, T value) {
+    out.onNext(value);
     out.onCompleted();
   }
 }

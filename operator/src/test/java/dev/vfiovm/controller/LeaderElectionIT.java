@@ -7,7 +7,7 @@ import static org.awaitility.Awaitility.await;
 
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
-import dev.vfiovm.testing.KubeApiServerFixture;
+import dev.vfiovm.testing.ApiServer;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import java.net.URI;
 import java.net.http.HttpClient;
@@ -15,11 +15,13 @@ import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.Map;
-import java.util.UUID;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /** Two replicas: one leads, the standby stays live and ready, and takes over when the leader stops. */
 class LeaderElectionIT {
+  @RegisterExtension static final ApiServer api = ApiServer.withCrd();
+
   static final long GI = 1L << 30;
 
   static HttpResponse<String> get(VfioVmOperator operator, String path) throws Exception {
@@ -30,16 +32,13 @@ class LeaderElectionIT {
 
   @Test
   void aStandbyReplicaIsLiveAndReadyAndTakesOverWithTheSameBook() throws Exception {
-    try (KubernetesClient client = KubeApiServerFixture.newClient()) {
-      KubeApiServerFixture.installCrds(client);
-      String nodePodNamespace = KubeApiServerFixture.createNamespace(client, "vfiovm-system");
-      String ns = KubeApiServerFixture.createNamespace(client, "vms");
-      OperatorSettings settings = OperatorSettings.defaults(nodePodNamespace, "vfiovm:test")
-          .withHostReserve(GI).withMemlockOverhead(GI);
+    try (KubernetesClient client = api.newClient()) {
+      String nodePodNamespace = api.nodePodNamespace();
+      String ns = api.namespace();
+      OperatorSettings settings = ClusterTestSupport.settings(nodePodNamespace);
       ClusterTestSupport cluster = new ClusterTestSupport(client, nodePodNamespace);
-      String group = "le" + UUID.randomUUID().toString().substring(0, 6);
-      Map<String, String> selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
-      String node = group + "-a";
+      Map<String, String> selector = api.selector();
+      String node = api.group() + "-a";
       cluster.node(node, "5Gi", selector, Map.of()); // budget 4Gi: two VMs
       VfioVmOperator first = VfioVmOperator.start(client, settings, 0, nodePodNamespace);
       VfioVmOperator second = null;

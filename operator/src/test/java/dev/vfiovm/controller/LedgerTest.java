@@ -105,18 +105,57 @@ class LedgerTest {
   }
 
   @Test
-  void aWaitingVmKeepsItsUidAndIsPlacedOnceBudgetIsReleased() {
+  void aWaitingVmHoldsNoUidAndGetsOneWithItsNodeOnceBudgetIsReleased() {
     Ledger ledger = new Ledger(RANGE);
     assertThat(ledger.admit("ns/a", request(3), NODES, Set.of()).placed()).isTrue();
     Ledger.Admission waits = ledger.admit("ns/b", request(2), NODES, Set.of());
     assertThat(waits.placed()).isFalse();
+    assertThat(waits.unplaced()).isTrue();
     assertThat(waits.placement().reason()).isEqualTo(Placement.Reason.InsufficientBudget);
-    long uid = waits.entry().hostUid();
+    assertThat(waits.entry()).isNull();
+    assertThat(ledger.get("ns/b")).isNull();
+    // cheap VMs that fit nowhere exhaust nothing: the range of 3 still has 2 for VMs that fit
+    for (String vm : List.of("ns/w1", "ns/w2", "ns/w3", "ns/w4")) {
+      assertThat(ledger.admit(vm, request(9), NODES, Set.of()).entry()).isNull();
+    }
+    assertThat(ledger.admit("ns/c", request(0), NODES, Set.of()).entry().hostUid()).isEqualTo(1001);
     ledger.release("ns/a");
     Ledger.Admission placed = ledger.admit("ns/b", request(2), NODES, Set.of());
     assertThat(placed.placed()).isTrue();
-    assertThat(placed.entry().hostUid()).isEqualTo(uid);
+    assertThat(placed.entry().hostUid()).isEqualTo(1002);
     assertThat(ledger.loads().get("a").usedBytes()).isEqualTo(2 * GI);
+  }
+
+  @Test
+  void anOlderWaitingVmsRequestIsReservedFirstSoSmallVmsCannotStarveABigOne() {
+    Ledger ledger = new Ledger(new UidRange(1000, 10)); // node a: budget 4Gi
+    ledger.admit("ns/small1", request(2), NODES, Set.of());
+    ledger.admit("ns/small2", request(1), NODES, Set.of());
+    // big (3Gi) waits: 1Gi free
+    assertThat(ledger.admit("ns/big", request(3), NODES, Set.of()).unplaced()).isTrue();
+    // without reservations a younger 1Gi VM would take the free 1Gi; the node drains for big instead
+    Ledger.Admission younger = ledger.admit("ns/small3", request(1), NODES, Set.of(), List.of(request(3)));
+    assertThat(younger.placed()).isFalse();
+    assertThat(younger.placement().reason()).isEqualTo(Placement.Reason.InsufficientBudget);
+    ledger.release("ns/small1");
+    // big fits now; a younger VM may still take what big leaves over (4 - 1 - 3 = 0: nothing)
+    assertThat(ledger.admit("ns/small3", request(1), NODES, Set.of(), List.of(request(3))).placed()).isFalse();
+    assertThat(ledger.admit("ns/big", request(3), NODES, Set.of()).placed()).isTrue();
+    // an older request that fits no node even empty reserves nothing
+    ledger.release("ns/small2");
+    assertThat(ledger.admit("ns/small3", request(1), NODES, Set.of(), List.of(request(9))).placed()).isTrue();
+  }
+
+  @Test
+  void aReleaseWakesOnlyTheWaitersThatFitOldestFirst() {
+    Ledger ledger = new Ledger(new UidRange(1000, 10));
+    ledger.admit("ns/x", request(4), NODES, Set.of());
+    List<Map.Entry<String, Placement.Request>> waiters = List.of(Map.entry("ns/old", request(3)),
+        Map.entry("ns/mid", request(2)), Map.entry("ns/young", request(1)), Map.entry("ns/huge", request(8)));
+    assertThat(ledger.mayFitNow(waiters, NODES)).isEmpty();
+    ledger.release("ns/x");
+    // 4Gi free: old (3) then young (1); mid (2) no longer fits once old took its share; huge never
+    assertThat(ledger.mayFitNow(waiters, NODES)).containsExactly("ns/old", "ns/young");
   }
 
   @Test
@@ -139,8 +178,9 @@ class LedgerTest {
     assertThat(after.snapshot()).isEqualTo(before.snapshot());
     assertThat(after.loads().get("a").usedBytes()).isEqualTo(3 * GI);
     Ledger.Admission c = after.admit("ns/c", request(2), NODES, Set.of());
-    assertThat(c.entry().hostUid()).isEqualTo(1002);
     assertThat(c.placed()).isFalse(); // 1Gi left
+    assertThat(c.entry()).isNull(); // waiting holds no UID
+    assertThat(after.admit("ns/d", request(1), NODES, Set.of()).entry().hostUid()).isEqualTo(1002);
   }
 
   @Test
@@ -185,7 +225,7 @@ class LedgerTest {
     int placed = 0;
     for (Future<Ledger.Admission> f : results) {
       Ledger.Admission a = f.get();
-      assertThat(uids.add(a.entry().hostUid())).isTrue();
+      assertThat(a.entry() == null || uids.add(a.entry().hostUid())).isTrue();
       if (a.placed()) {
         placed++;
         used.merge(a.entry().node(), a.entry().memlockLimitBytes(), Long::sum);
@@ -194,5 +234,44 @@ class LedgerTest {
     pool.shutdown();
     assertThat(placed).isEqualTo(40);
     assertThat(used.values()).allMatch(b -> b == 20 * GI);
+  }
+
+  static Placement.Request withPod(long limitGi, long podGi) {
+    return new Placement.Request(limitGi * GI, List.of(), null, Map.of(), List.of(), podGi * GI, null);
+  }
+
+  @Test
+  void twoVmsPlacedInTheSameInstantDoNotBothTakeTheNodeMemoryForOnePod() {
+    // node a: memlock budget for two 1Gi limits, but allocatable memory for one 3Gi node pod only; no pod of
+    // either VM exists yet (the bound-pods cache counts none), so the first placement's pod must be counted
+    List<NodeBudget> nodes = List.of(new NodeBudget("a", Map.of(), 4 * GI, 0, true, null),
+        new NodeBudget("b", Map.of(), 4 * GI, 0, true, null));
+    Ledger ledger = new Ledger(RANGE);
+    Ledger.Admission first = ledger.admit("ns/a", withPod(1, 3), nodes, Set.of(), List.of(), k -> false);
+    Ledger.Admission second = ledger.admit("ns/b", withPod(1, 3), nodes, Set.of(), List.of(), k -> false);
+    assertThat(first.entry().node()).isNotEqualTo(second.entry().node());
+    Ledger.Admission third = ledger.admit("ns/c", withPod(1, 3), nodes, Set.of(), List.of(), k -> false);
+    assertThat(third.placed()).isFalse();
+    assertThat(third.placement().reason()).isEqualTo(Placement.Reason.InsufficientNodeMemory);
+    // the same through the overload without a pod predicate (no placed VM's pod counted)
+    Ledger plain = new Ledger(RANGE);
+    String node = plain.admit("ns/a", withPod(1, 3), nodes, Set.of()).entry().node();
+    assertThat(plain.admit("ns/b", withPod(1, 3), nodes, Set.of()).entry().node()).isNotEqualTo(node);
+    // and what a wake-up would place: none of the waiting
+    assertThat(plain.mayFitNow(List.of(Map.entry("ns/c", withPod(1, 3))), nodes)).isEmpty();
+  }
+
+  @Test
+  void aPlacedVmWhosePodIsCountedAlreadyIsNotCountedTwiceAndAReleaseFreesItsPodMemory() {
+    List<NodeBudget> nodes = List.of(new NodeBudget("a", Map.of(), 4 * GI, 0, true, null));
+    Ledger ledger = new Ledger(RANGE);
+    assertThat(ledger.admit("ns/a", withPod(1, 2), nodes, Set.of(), List.of(), k -> false).placed()).isTrue();
+    // ns/a's pod is now in the bound pods (2Gi requested on a): counted there, not again by the ledger
+    List<NodeBudget> withPod = List.of(nodes.get(0).withRequestedByOtherPods(2 * GI));
+    assertThat(ledger.admit("ns/b", withPod(1, 2), withPod, Set.of(), List.of(), "ns/a"::equals).placed()).isTrue();
+    ledger.release("ns/b");
+    ledger.release("ns/a");
+    // both gone: the whole node's memory is free again for a pod of 4Gi
+    assertThat(ledger.admit("ns/c", withPod(1, 4), nodes, Set.of(), List.of(), k -> false).placed()).isTrue();
   }
 }

@@ -72,7 +72,7 @@ class NodePodShapeTest {
     assertThat(c.getEnv()).extracting(e -> e.getName() + "=" + (e.getValue() != null ? e.getValue()
             : e.getValueFrom().getFieldRef().getFieldPath()))
         .containsExactly("POD_NAME=metadata.name", "POD_NAMESPACE=metadata.namespace",
-            "JAVA_TOOL_OPTIONS=-Xmx128m -XX:MaxMetaspaceSize=128m -XX:+UseSerialGC");
+            "JAVA_TOOL_OPTIONS=" + NodePodShape.AGENT_JAVA_OPTIONS);
     assertThat(pod.getSpec().getInitContainers()).isEmpty(); // nothing to boot: firmware only
   }
 
@@ -104,7 +104,17 @@ class NodePodShapeTest {
     for (DmaBackend backend : DmaBackend.values()) {
       VfioVm vm = backend == DmaBackend.IoUring ? vm() : vm("0000:3b:00.0");
       vm.getSpec().setDmaBackend(backend);
-      assertThat(hostPaths(pod(vm))).as(backend.name()).isEmpty();
+      // the one host path: the per-VM control directory, only where the agent can hot-plug (it opens /dev/iommu)
+      Pod pod = pod(vm);
+      if (backend == DmaBackend.IoUring) {
+        assertThat(hostPaths(pod)).as(backend.name()).isEmpty();
+      } else {
+        assertThat(hostPaths(pod)).as(backend.name()).singleElement().satisfies(v -> {
+          assertThat(v.getName()).isEqualTo("vfiovm-control");
+          assertThat(v.getHostPath().getPath()).isEqualTo("/run/vfiovm/vms/" + pod.getMetadata().getName());
+          assertThat(v.getHostPath().getType()).isEqualTo("DirectoryOrCreate");
+        });
+      }
     }
     VfioVm auto = vm("0000:3b:00.0", "0000:3b:00.1");
     Container c = pod(auto).getSpec().getContainers().get(0);
@@ -112,7 +122,30 @@ class NodePodShapeTest {
         "memory", "vfiovm.dev/iommu", "vfiovm.dev/pci-0000-3b-00.0", "vfiovm.dev/pci-0000-3b-00.1");
     assertThat(c.getResources().getLimits()).isEqualTo(c.getResources().getRequests());
     assertThat(c.getResources().getRequests().get("vfiovm.dev/pci-0000-3b-00.0")).isEqualTo(new Quantity("1"));
-    assertThat(c.getVolumeMounts()).extracting(m -> m.getMountPath()).containsExactly(SA_DIR);
+    assertThat(c.getVolumeMounts()).extracting(m -> m.getMountPath()).containsExactly(SA_DIR, "/run/vfiovm/control");
+  }
+
+  @Test
+  void theAgentGetsTheControlSocketWhereItCanHotPlug() {
+    VfioVm iommufd = vm();
+    iommufd.getSpec().setDmaBackend(DmaBackend.Iommufd);
+    VfioVm autoWithDevice = vm("0000:3b:00.0");
+    VfioVm autoWithout = vm();
+    VfioVm uring = vm("0000:3b:00.0");
+    uring.getSpec().setDmaBackend(DmaBackend.IoUring);
+    for (VfioVm vm : List.of(iommufd, autoWithDevice)) {
+      Pod pod = pod(vm);
+      List<String> args = pod.getSpec().getContainers().get(0).getArgs();
+      assertThat(args).containsSequence("--control-socket", "/run/vfiovm/control/agent.sock");
+      // only the agent mounts it; init containers (the tenant's boot image) never do
+      assertThat(pod.getSpec().getInitContainers()).allSatisfy(i ->
+          assertThat(i.getVolumeMounts()).noneMatch(m -> m.getName().equals("vfiovm-control")));
+    }
+    for (VfioVm vm : List.of(autoWithout, uring)) {
+      Pod pod = pod(vm);
+      assertThat(pod.getSpec().getContainers().get(0).getArgs()).doesNotContain("--control-socket");
+      assertThat(hostPaths(pod)).isEmpty();
+    }
   }
 
   @Test

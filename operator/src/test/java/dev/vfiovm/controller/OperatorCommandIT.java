@@ -7,7 +7,7 @@ import static org.awaitility.Awaitility.await;
 
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
-import dev.vfiovm.testing.KubeApiServerFixture;
+import dev.vfiovm.testing.ApiServer;
 import dev.vfiovm.testing.Prerequisites;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -20,25 +20,26 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /** `java -jar vfiovm.jar operator` as its own process, configured only by the documented env vars. */
 class OperatorCommandIT {
+  @RegisterExtension static final ApiServer api = ApiServer.withCrd();
+
   static final long GI = 1L << 30;
 
   @Test
   void theSubcommandRunsTheOperatorFromEnvironmentSettings(@TempDir Path work) throws Exception {
     Path jar = Path.of(System.getenv().getOrDefault("VFIOVM_JAR", "target/vfiovm.jar"));
     Prerequisites.require(Files.isRegularFile(jar), "the shaded jar " + jar + " (mvn package)");
-    try (KubernetesClient client = KubeApiServerFixture.newClient()) {
-      KubeApiServerFixture.installCrds(client);
-      String nodePodNamespace = KubeApiServerFixture.createNamespace(client, "vfiovm-system");
-      String ns = KubeApiServerFixture.createNamespace(client, "vms");
+    try (KubernetesClient client = api.newClient()) {
+      String nodePodNamespace = api.nodePodNamespace();
+      String ns = api.namespace();
       Path kubeconfig = work.resolve("kubeconfig");
-      Files.writeString(kubeconfig, KubeApiServerFixture.kubeConfigYaml());
+      Files.writeString(kubeconfig, api.kubeConfigYaml());
       int port;
       try (ServerSocket socket = new ServerSocket(0)) {
         port = socket.getLocalPort();
@@ -58,9 +59,8 @@ class OperatorCommandIT {
       env.put("VFIOVM_LEADER_ELECTION", "false");
       env.put("VFIOVM_LOG_LEVEL", "debug");
       ClusterTestSupport cluster = new ClusterTestSupport(client, nodePodNamespace);
-      String group = "cmd" + UUID.randomUUID().toString().substring(0, 6);
-      Map<String, String> selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
-      String node = group + "-a";
+      Map<String, String> selector = api.selector();
+      String node = api.group() + "-a";
       cluster.node(node, "3Gi", selector, Map.of()); // budget 2Gi
       Process operator = builder.start();
       try {

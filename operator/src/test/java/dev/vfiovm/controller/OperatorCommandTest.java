@@ -26,7 +26,7 @@ class OperatorCommandTest {
     assertThat(s.nodePodNamespace()).isEqualTo(System.getenv("POD_NAMESPACE") != null
         ? System.getenv("POD_NAMESPACE") : "vfiovm-system");
     assertThat(command.httpPort).isEqualTo(8080);
-    assertThat(command.logLevel).isEqualTo("info");
+    assertThat(command.logging.level()).isEqualTo("info");
     assertThat(command.leaderElection).isEqualTo("auto");
   }
 

@@ -9,6 +9,7 @@ import static org.awaitility.Awaitility.await;
 import dev.vfiovm.api.NodeAgentReport.AgentPhase;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
+import dev.vfiovm.testing.ApiServer;
 import dev.vfiovm.testing.KubeApiServerFixture;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.client.Config;
@@ -20,22 +21,23 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.util.Map;
-import java.util.UUID;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The operator's whole flow (finalizer, UID + placement, node pod, report, events, leader election, deletion)
  * as the service account bound to exactly the rules of operator-rbac.yaml, so that list is proven sufficient.
  */
 class OperatorRbacIT {
+  @RegisterExtension static final ApiServer api = ApiServer.withCrd();
+
   static final long GI = 1L << 30;
 
   @Test
   void theOperatorRunsWithTheDocumentedLeastPrivilege() throws Exception {
-    try (KubernetesClient admin = KubeApiServerFixture.newClient()) {
-      KubeApiServerFixture.installCrds(admin);
-      String nodePodNamespace = KubeApiServerFixture.createNamespace(admin, "vfiovm-system");
-      String ns = KubeApiServerFixture.createNamespace(admin, "vms");
+    try (KubernetesClient admin = api.newClient()) {
+      String nodePodNamespace = api.nodePodNamespace();
+      String ns = api.namespace();
       String rbac;
       try (InputStream in = OperatorRbacIT.class.getResourceAsStream("operator-rbac.yaml")) {
         rbac = new String(in.readAllBytes(), StandardCharsets.UTF_8).replace("NODE_POD_NAMESPACE", nodePodNamespace);
@@ -44,20 +46,19 @@ class OperatorRbacIT {
         KubeApiServerFixture.apply(admin, item);
       }
 
-      Config config = Config.fromKubeconfig(KubeApiServerFixture.kubeConfigYaml());
+      Config config = Config.fromKubeconfig(api.kubeConfigYaml());
       config.setImpersonateUsername("system:serviceaccount:" + nodePodNamespace + ":vfiovm-operator");
       config.setImpersonateGroups("system:serviceaccounts", "system:authenticated");
       try (KubernetesClient restricted = new KubernetesClientBuilder().withConfig(config).build()) {
-        // the restriction is real: pods elsewhere are out of reach
-        assertThat(canListPods(restricted, ns)).isFalse();
+        // the restriction is real: pods elsewhere may be read (placement weighs what they request), never changed
+        assertThat(canListPods(restricted, ns)).isTrue();
+        assertThat(canDeletePods(restricted, ns)).isFalse();
         assertThat(canListPods(restricted, nodePodNamespace)).isTrue();
 
-        OperatorSettings settings = OperatorSettings.defaults(nodePodNamespace, "vfiovm:test")
-            .withHostReserve(GI).withMemlockOverhead(GI);
+        OperatorSettings settings = ClusterTestSupport.settings(nodePodNamespace);
         ClusterTestSupport cluster = new ClusterTestSupport(admin, nodePodNamespace);
-        String group = "rbac" + UUID.randomUUID().toString().substring(0, 6);
-        Map<String, String> selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
-        String node = group + "-a";
+        Map<String, String> selector = api.selector();
+        String node = api.group() + "-a";
         cluster.node(node, "5Gi", selector, Map.of());
         try (VfioVmOperator operator = VfioVmOperator.start(restricted, settings, 0, nodePodNamespace)) {
           var lease = admin.leases().inNamespace(nodePodNamespace).withName(VfioVmOperator.LEASE_NAME);
@@ -82,7 +83,7 @@ class OperatorRbacIT {
           cluster.report(ns, "vm", report(AgentPhase.Running, placed.getStatus().getHostUid(), 2 * GI, GI));
           await().atMost(TIMEOUT).until(() -> cluster.get(ns, "vm").getStatus().getPhase() == Phase.Running);
           await().atMost(TIMEOUT).untilAsserted(() -> assertThat(cluster.eventReasons(ns, "vm"))
-              .contains("Placed", "NodePodCreated", "Running"));
+              .contains("Placed", "Running"));
           cluster.deleteAllVms(ns);
           assertThat(cluster.eventReasons(ns, "vm")).contains("Released");
           assertThat(admin.serviceAccounts().inNamespace(nodePodNamespace).withName(identity).get()).isNull();
@@ -92,6 +93,18 @@ class OperatorRbacIT {
           admin.nodes().withName(node).delete();
         }
       }
+    }
+  }
+
+  static boolean canDeletePods(KubernetesClient client, String namespace) {
+    try {
+      client.pods().inNamespace(namespace).withName("any").delete();
+      return true;
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 403) {
+        return false;
+      }
+      throw e;
     }
   }
 

@@ -173,6 +173,7 @@ class PlacementTest {
 
   static Node nodeObject(String name, String allocatable, Map<String, String> annotations) {
     return new NodeBuilder().withNewMetadata().withName(name).withAnnotations(annotations).endMetadata()
-        .withNewStatus().withAllocatable(Map.of("memory", new Quantity(allocatable))).endStatus().build();
+        .withNewStatus().withAllocatable(Map.of("memory", new Quantity(allocatable)))
+        .addNewCondition().withType("Ready").withStatus("True").endCondition().endStatus().build();
   }
 }

@@ -11,7 +11,7 @@ import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.UidAudit;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmStatus;
-import dev.vfiovm.testing.KubeApiServerFixture;
+import dev.vfiovm.testing.ApiServer;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.NodeBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -24,8 +24,9 @@ import java.time.Duration;
 import java.time.Instant;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * UID quarantine on a real kube-apiserver, with the agent's report and the node daemon's UID audit played by
@@ -34,26 +35,69 @@ import org.junit.jupiter.api.Test;
  * or lists the UID - not across an operator restart either - and gets it once an audit after the free lacks it.
  */
 class UidQuarantineIT {
+  @RegisterExtension static final ApiServer api = ApiServer.withCrd();
+
   static final long GI = 1L << 30;
+
+  String nodePodNamespace;
+  String ns;
+  Map<String, String> selector;
+  String node;
+  ClusterTestSupport cluster;
+  OperatorSettings settings;
+
+  @BeforeEach
+  void oneNodeAndARangeOfOneUid() {
+    nodePodNamespace = api.nodePodNamespace();
+    ns = api.namespace();
+    selector = api.selector();
+    node = api.group() + "-n";
+    cluster = new ClusterTestSupport(api.client(), nodePodNamespace);
+    cluster.node(node, "5Gi", selector, Map.of());
+    // one UID: B can only get A's
+    settings = ClusterTestSupport.settings(nodePodNamespace).withUidRange(1879048192L, 1);
+  }
+
+  @Test
+  void firstSavesOfTheQuarantineAtOnceAllSucceed() throws Exception {
+    // no ConfigMap yet (an install without the chart): every saver finds it missing, one creates it, the rest
+    // meet AlreadyExists and must still land their state
+    String fresh = api.group() + "-qs";
+    api.client().namespaces().resource(new io.fabric8.kubernetes.api.model.NamespaceBuilder()
+        .withNewMetadata().withName(fresh).endMetadata().build()).create();
+    QuarantineStore store = new QuarantineStore(api.client(), fresh);
+    int savers = 6;
+    var pool = java.util.concurrent.Executors.newFixedThreadPool(savers);
+    try {
+      var go = new java.util.concurrent.CountDownLatch(1);
+      List<java.util.concurrent.Future<?>> saves = new java.util.ArrayList<>();
+      for (long cursor = 1; cursor <= savers; cursor++) {
+        UidQuarantine.State state = new UidQuarantine.State(cursor, List.of());
+        saves.add(pool.submit(() -> {
+          go.await();
+          store.save(state);
+          return null;
+        }));
+      }
+      go.countDown();
+      for (var save : saves) {
+        save.get(); // rethrows a save that failed
+      }
+      assertThat(store.load().cursor()).isBetween(1L, (long) savers);
+    } finally {
+      pool.shutdownNow();
+    }
+  }
 
   @Test
   void aUidForceFreedWhileItsVmRanGoesToNoVmUntilTheNodesAuditShowsItGone() throws Exception {
-    try (KubernetesClient client = KubeApiServerFixture.newClient()) {
-      KubeApiServerFixture.installCrds(client);
-      String nodePodNamespace = KubeApiServerFixture.createNamespace(client, "vfiovm-system");
-      String ns = KubeApiServerFixture.createNamespace(client, "vms");
-      String group = "q" + UUID.randomUUID().toString().substring(0, 8);
-      Map<String, String> selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
-      String node = group + "-n";
-      ClusterTestSupport cluster = new ClusterTestSupport(client, nodePodNamespace);
-      cluster.node(node, "5Gi", selector, Map.of());
-      // one UID: B can only get A's
-      OperatorSettings settings = OperatorSettings.defaults(nodePodNamespace, "vfiovm:test")
-          .withHostReserve(GI).withMemlockOverhead(GI).withUidRange(1879048192L, 1);
+    try (KubernetesClient client = api.newClient()) {
       VfioVmOperator operator = VfioVmOperator.start(client, settings, 0, null);
       try {
         cluster.create(vm(ns, "a", "1Gi", selector));
-        await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "a") != null);
+        // the status follows the pod (the UID's claim, not the status, comes before it)
+        await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "a") != null && cluster.get(ns, "a").getStatus() != null
+            && cluster.get(ns, "a").getStatus().getHostUid() != null);
         long uid = cluster.get(ns, "a").getStatus().getHostUid();
         cluster.report(ns, "a", report(AgentPhase.Running, uid, 2 * GI, GI));
         await().atMost(TIMEOUT).until(() -> cluster.get(ns, "a").getStatus().getPhase() == Phase.Running);
@@ -115,20 +159,12 @@ class UidQuarantineIT {
 
   @Test
   void aVmDeletedNormallyFreesItsUidAtOnce() throws Exception {
-    try (KubernetesClient client = KubeApiServerFixture.newClient()) {
-      KubeApiServerFixture.installCrds(client);
-      String nodePodNamespace = KubeApiServerFixture.createNamespace(client, "vfiovm-system");
-      String ns = KubeApiServerFixture.createNamespace(client, "vms");
-      String group = "q" + UUID.randomUUID().toString().substring(0, 8);
-      Map<String, String> selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
-      String node = group + "-n";
-      ClusterTestSupport cluster = new ClusterTestSupport(client, nodePodNamespace);
-      cluster.node(node, "5Gi", selector, Map.of());
-      OperatorSettings settings = OperatorSettings.defaults(nodePodNamespace, "vfiovm:test")
-          .withHostReserve(GI).withMemlockOverhead(GI).withUidRange(1879048192L, 1);
+    try (KubernetesClient client = api.newClient()) {
       try (VfioVmOperator operator = VfioVmOperator.start(client, settings, 0, null)) {
         cluster.create(vm(ns, "a", "1Gi", selector));
-        await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "a") != null);
+        // the status follows the pod (the UID's claim, not the status, comes before it)
+        await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "a") != null && cluster.get(ns, "a").getStatus() != null
+            && cluster.get(ns, "a").getStatus().getHostUid() != null);
         long uid = cluster.get(ns, "a").getStatus().getHostUid();
         cluster.report(ns, "a", report(AgentPhase.Running, uid, 2 * GI, GI));
         await().atMost(TIMEOUT).until(() -> cluster.get(ns, "a").getStatus().getPhase() == Phase.Running);

@@ -11,6 +11,7 @@ import dev.vfiovm.api.NodeAgentReport.AgentPhase;
 import dev.vfiovm.api.Phase;
 import dev.vfiovm.api.VfioVm;
 import dev.vfiovm.api.VfioVmStatus;
+import dev.vfiovm.testing.ApiServer;
 import dev.vfiovm.testing.KubeApiServerFixture;
 import io.fabric8.kubernetes.api.model.Condition;
 import io.fabric8.kubernetes.api.model.Pod;
@@ -28,7 +29,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
@@ -39,6 +39,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The operator (the same code the `operator` subcommand runs) against a real kube-apiserver. Each test has
@@ -46,6 +47,8 @@ import org.junit.jupiter.api.Test;
  * VMs afterwards, so every test starts with an empty ledger.
  */
 class VfioVmOperatorIT {
+  @RegisterExtension static final ApiServer api = ApiServer.withCrd();
+
   static final long GI = 1L << 30;
   static KubernetesClient client;
   static String nodePodNamespace;
@@ -60,11 +63,10 @@ class VfioVmOperatorIT {
 
   @BeforeAll
   static void startOperator() throws Exception {
-    client = KubeApiServerFixture.newClient();
-    KubeApiServerFixture.installCrds(client);
-    nodePodNamespace = KubeApiServerFixture.createNamespace(client, "vfiovm-system");
+    client = api.newClient();
+    nodePodNamespace = api.namespace("vfiovm-system");
     // 1Gi VMs get 2Gi limits (1Gi overhead); nodes keep 1Gi for the host
-    settings = OperatorSettings.defaults(nodePodNamespace, "vfiovm:test").withHostReserve(GI).withMemlockOverhead(GI);
+    settings = ClusterTestSupport.settings(nodePodNamespace);
     operator = VfioVmOperator.start(client, settings, 0, null);
     cluster = new ClusterTestSupport(client, nodePodNamespace);
   }
@@ -81,9 +83,9 @@ class VfioVmOperatorIT {
 
   @BeforeEach
   void namespaceAndGroup() {
-    ns = KubeApiServerFixture.createNamespace(client, "vms");
-    group = "g" + UUID.randomUUID().toString().substring(0, 8);
-    selector = Map.of(ClusterTestSupport.GROUP_LABEL, group);
+    ns = api.namespace();
+    group = api.group();
+    selector = api.selector();
   }
 
   @AfterEach
@@ -113,19 +115,7 @@ class VfioVmOperatorIT {
 
   /** A user's edit: read, change, write; a conflict with the operator's concurrent status write is retried. */
   void editVm(String name, java.util.function.Consumer<VfioVm> change) {
-    for (int attempt = 1; ; attempt++) {
-      try {
-        client.resources(VfioVm.class).inNamespace(ns).withName(name).edit(v -> {
-          change.accept(v);
-          return v;
-        });
-        return;
-      } catch (KubernetesClientException e) {
-        if (e.getCode() != 409 || attempt == 10) {
-          throw e;
-        }
-      }
-    }
+    cluster.editVm(ns, name, change);
   }
 
   static Condition condition(VfioVm vm, String type) {
@@ -135,14 +125,16 @@ class VfioVmOperatorIT {
   @Test
   void createAssignsUidPlacesStartsPodAndFollowsTheAgentsReport() throws Exception {
     String node = node("a", "5Gi");
-    // etcd revisions order all writes: the first VM revision carrying the UID must precede the pod's creation
+    // etcd revisions order all writes: the UID's claim (a Lease) must precede the pod's creation
     List<Long> uidRevisions = new java.util.concurrent.CopyOnWriteArrayList<>();
     List<Long> podRevisions = new java.util.concurrent.CopyOnWriteArrayList<>();
-    try (var vmWatch = client.resources(VfioVm.class).inNamespace(ns).watch(new io.fabric8.kubernetes.client.Watcher<>() {
+    try (var claimWatch = client.leases().inNamespace(nodePodNamespace).withLabelSelector(UidClaims.SELECTOR)
+        .watch(new io.fabric8.kubernetes.client.Watcher<>() {
           @Override
-          public void eventReceived(Action action, VfioVm vm) {
-            if (vm.getStatus() != null && vm.getStatus().getHostUid() != null) {
-              uidRevisions.add(Long.parseLong(vm.getMetadata().getResourceVersion()));
+          public void eventReceived(Action action, io.fabric8.kubernetes.api.model.coordination.v1.Lease lease) {
+            UidClaims.Claim claim = UidClaims.parse(lease);
+            if (action == Action.ADDED && claim != null && claim.vmKey().equals(ns + "/vm1")) {
+              uidRevisions.add(Long.parseLong(lease.getMetadata().getResourceVersion()));
             }
           }
 
@@ -199,8 +191,10 @@ class VfioVmOperatorIT {
       assertThat(condition(running, type).getStatus()).as(type).isEqualTo("True");
       assertThat(condition(running, type).getReason()).as(type).isNotBlank();
     }
+    // the Placed event is recorded right after the node pod's create and says so (no NodePodCreated of its own);
+    // Starting lasted here (the report stays until the test posts Running), so it was written and has its event
     await().atMost(TIMEOUT).untilAsserted(() -> assertThat(cluster.eventReasons(ns, "vm1"))
-        .contains("Placed", "NodePodCreated", "Starting", "Running"));
+        .contains("Placed", "Starting", "Running").doesNotContain("NodePodCreated"));
 
     var failed = report(AgentPhase.Failed, status.getHostUid(), 2 * GI, null);
     failed.setError("ENOMEM");
@@ -224,7 +218,9 @@ class VfioVmOperatorIT {
     assertThat(placed.getStatus()).isEqualTo("False");
     assertThat(placed.getReason()).isEqualTo("InsufficientBudget");
     assertThat(placed.getMessage()).contains(node).contains("free 0");
-    assertThat(pending.getStatus().getHostUid()).isNotNull();
+    // a waiting VM holds no UID: it comes with the node
+    assertThat(pending.getStatus().getHostUid()).isNull();
+    assertThat(condition(pending, VfioVmStatus.UID_ASSIGNED).getReason()).isEqualTo("WaitingForPlacement");
     assertThat(cluster.podOf(ns, "c")).isNull();
     await().atMost(TIMEOUT).untilAsserted(() -> assertThat(cluster.eventReasons(ns, "c")).contains("InsufficientBudget"));
 
@@ -241,6 +237,93 @@ class VfioVmOperatorIT {
     VfioVm nowPlaced = awaitPhase("c", Phase.Placed);
     assertThat(nowPlaced.getStatus().getNodeName()).isEqualTo(node);
     await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "c") != null);
+  }
+
+  @Test
+  void theNodePodOfAVmWhoseFinalizerWasRemovedByHandIsDeletedWithNothingElseHappening() {
+    node("a", "5Gi");
+    cluster.create(vm(ns, "forced", "1Gi", selector));
+    long uid = awaitPhase("forced", Phase.Placed).getStatus().getHostUid();
+    Pod pod = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "forced"), p -> p != null);
+    VfioVm vm = cluster.get(ns, "forced");
+    // what an impatient user does, and the last thing that happens: JOSDK reconciles nothing for a VM gone
+    // without its finalizer, so only the VM's delete event can lead the operator to its pod
+    client.resource(vm).edit(v -> {
+      v.getMetadata().setFinalizers(new java.util.ArrayList<>());
+      return v;
+    });
+    client.resource(vm).delete();
+    await().atMost(TIMEOUT).until(() -> client.pods().inNamespace(nodePodNamespace)
+        .withName(pod.getMetadata().getName()).get().getMetadata().getDeletionTimestamp() != null);
+    // its UID and limit stay in the book (the pod may still run) until the pod is gone, then are free
+    assertThat(operator.reconciler().ledger().snapshot().values()).anyMatch(e -> e.hostUid() == uid);
+    client.pods().inNamespace(nodePodNamespace).withName(pod.getMetadata().getName()).withGracePeriod(0).delete();
+    await().atMost(TIMEOUT).until(() -> operator.reconciler().ledger().snapshot().values().stream()
+        .noneMatch(e -> e.hostUid() == uid));
+    assertThat(client.leases().inNamespace(nodePodNamespace).withName(UidClaims.name(uid)).get())
+        .as("the UID claim of the VM gone").isNull();
+  }
+
+  @Test
+  void aLeftoverPodOfADeletedVmOfTheSameNameIsNotAdopted() throws Exception {
+    String node = node("a", "9Gi");
+    // the pod of an earlier "same" (its finalizer removed by hand): another metadata.uid, a report of Running
+    VfioVm earlier = vm(ns, "same", "1Gi", selector);
+    earlier.getMetadata().setUid("0000-earlier");
+    long leftoverUid = settings.uidRangeStart() + 65_000;
+    Pod leftover = NodePodShape.build(earlier, leftoverUid, node,
+        SpecValidation.validate(earlier.getSpec(), GI).plan(), settings);
+    leftover.getMetadata().getAnnotations().put(NodePodShape.ANNOTATION_VM_UID, "0000-earlier");
+    leftover.getMetadata().getAnnotations().put(dev.vfiovm.api.NodeAgentReport.POD_ANNOTATION,
+        new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(
+            report(AgentPhase.Running, leftoverUid, 2 * GI, GI)));
+    client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
+
+    cluster.create(vm(ns, "same", "1Gi", selector));
+    VfioVm placed = awaitPhase("same", Phase.Placed);
+    assertThat(placed.getStatus().getHostUid()).isNotEqualTo(leftoverUid);
+    assertThat(placed.getStatus().getMessage()).contains("earlier VfioVm");
+    // the leftover is deleted, never taken for the new VM's pod (its Running report is not the new VM's)
+    await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "same").getMetadata().getDeletionTimestamp() != null);
+    await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10))
+        .until(() -> cluster.get(ns, "same").getStatus().getPhase() == Phase.Placed);
+    client.pods().inNamespace(nodePodNamespace).withName(leftover.getMetadata().getName()).withGracePeriod(0).delete();
+    Pod own = await().atMost(TIMEOUT).until(() -> cluster.podOf(ns, "same"),
+        p -> p != null && p.getMetadata().getDeletionTimestamp() == null);
+    assertThat(own.getMetadata().getLabels())
+        .containsEntry(NodePodShape.LABEL_HOST_UID, Long.toString(placed.getStatus().getHostUid()));
+  }
+
+  @Test
+  void aBigWaitingVmIsNotStarvedByYoungerSmallOnes() {
+    node("a", "6656Mi"); // budget 5.5Gi
+    cluster.create(vm(ns, "s1", "1Gi", selector)); // 2Gi limits
+    cluster.create(vm(ns, "s2", "1Gi", selector));
+    awaitPhase("s1", Phase.Placed);
+    awaitPhase("s2", Phase.Placed);
+    cluster.create(vm(ns, "big", "2Gi", selector)); // 3Gi: 1.5Gi free
+    awaitPhase("big", Phase.Pending);
+    // a younger small VM (1Gi + 64Mi) would fit the free 1.5Gi, but the node drains for the older big one
+    cluster.create(vm(ns, "young", "64Mi", selector));
+    VfioVm young = awaitPhase("young", Phase.Pending);
+    assertThat(condition(young, VfioVmStatus.PLACED).getReason()).isEqualTo("InsufficientBudget");
+    assertThat(young.getStatus().getHostUid()).isNull();
+
+    client.resources(VfioVm.class).inNamespace(ns).withName("s1").delete();
+    await().atMost(TIMEOUT).until(() -> {
+      cluster.finishPodDeletions();
+      return cluster.get(ns, "s1") == null;
+    });
+    awaitPhase("big", Phase.Placed);
+    // 0.5Gi left: young still waits, until s2 goes too
+    await().during(Duration.ofSeconds(2)).atMost(Duration.ofSeconds(10))
+        .until(() -> cluster.get(ns, "young").getStatus().getPhase() == Phase.Pending);
+    client.resources(VfioVm.class).inNamespace(ns).withName("s2").delete();
+    await().atMost(TIMEOUT).until(() -> {
+      cluster.finishPodDeletions();
+      return cluster.get(ns, "s2") == null;
+    });
+    awaitPhase("young", Phase.Placed);
   }
 
   @Test
@@ -312,10 +395,14 @@ class VfioVmOperatorIT {
     List<VfioVm> vms = await().atMost(Duration.ofMinutes(3)).pollInterval(Duration.ofSeconds(1))
         .until(() -> client.resources(VfioVm.class).inNamespace(ns).list().getItems(),
             list -> list.size() == 50 && list.stream().allMatch(v -> v.getStatus() != null
-                && (v.getStatus().getPhase() == Phase.Placed || v.getStatus().getPhase() == Phase.Pending)
-                && v.getStatus().getHostUid() != null));
-    Set<Long> uids = vms.stream().map(v -> v.getStatus().getHostUid()).collect(Collectors.toSet());
-    assertThat(uids).hasSize(50).allMatch(uid -> settings.uidRange().contains(uid));
+                && ((v.getStatus().getPhase() == Phase.Placed && v.getStatus().getHostUid() != null)
+                    || v.getStatus().getPhase() == Phase.Pending)));
+    // the placed ones hold distinct UIDs; the waiting ones none (a UID comes with a node)
+    Set<Long> uids = vms.stream().filter(v -> v.getStatus().getPhase() == Phase.Placed)
+        .map(v -> v.getStatus().getHostUid()).collect(Collectors.toSet());
+    assertThat(uids).hasSize(40).allMatch(uid -> settings.uidRange().contains(uid));
+    assertThat(vms.stream().filter(v -> v.getStatus().getPhase() == Phase.Pending))
+        .allMatch(v -> v.getStatus().getHostUid() == null);
     Map<String, Long> used = new HashMap<>();
     vms.stream().filter(v -> v.getStatus().getPhase() == Phase.Placed)
         .forEach(v -> used.merge(v.getStatus().getNodeName(), v.getStatus().getMemlockLimitBytes(), Long::sum));
@@ -544,7 +631,8 @@ class VfioVmOperatorIT {
     editVm("edited", v -> v.getSpec().setCpus(2));
     VfioVm edited = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "edited"),
         v -> v.getStatus().getObservedGeneration() == 2L);
-    assertThat(edited.getStatus().getMessage()).contains("(cpus, boot or console) are not applied").contains("re-create");
+    assertThat(edited.getStatus().getMessage()).contains("spec.cpus was changed after placement and is not applied")
+        .contains("re-create");
     assertThat(cluster.podOf(ns, "edited").getSpec().getContainers().get(0).getArgs()).containsSubsequence("--cpus", "1");
   }
 
@@ -558,6 +646,10 @@ class VfioVmOperatorIT {
     VfioVm edited = await().atMost(TIMEOUT).until(() -> cluster.get(ns, "fixed"),
         v -> v.getStatus().getObservedGeneration() == 2L);
     assertThat(edited.getStatus().getMessage()).contains("not applied").contains("re-create");
+    assertThat(condition(edited, VmStatuses.SPEC_APPLIED).getReason()).isEqualTo("SpecChangedAfterPlacement");
+    assertThat(condition(edited, VmStatuses.SPEC_APPLIED).getMessage()).startsWith("spec.memory was changed");
+    await().atMost(TIMEOUT).untilAsserted(
+        () -> assertThat(cluster.eventReasons(ns, "fixed")).contains("SpecChangedAfterPlacement"));
     assertThat(edited.getStatus().getMemlockLimitBytes()).isEqualTo(2 * GI);
     Pod original = cluster.podOf(ns, "fixed");
     assertThat(original.getSpec().getContainers().get(0).getArgs()).containsSubsequence("--memory", Long.toString(GI));
@@ -600,6 +692,9 @@ class VfioVmOperatorIT {
       client.pods().inNamespace(nodePodNamespace).resource(leftover).create();
       try {
         await().atMost(TIMEOUT).until(() -> operator.reconciler().uidsHeldByNodePods().contains(first));
+        // an orphan node pod is deleted (it stays while no kubelet removes it: its UID stays held)
+        await().atMost(TIMEOUT).until(() -> client.pods().inNamespace(nodePodNamespace)
+            .withName(leftover.getMetadata().getName()).get().getMetadata().getDeletionTimestamp() != null);
         cluster.create(vm(ns, "newcomer", "1Gi", selector));
         assertThat(awaitPhase("newcomer", Phase.Placed).getStatus().getHostUid()).isEqualTo(first + 1);
         cluster.create(vm(ns, "starved", "1Gi", selector));
@@ -630,8 +725,12 @@ class VfioVmOperatorIT {
           v -> v.getStatus() != null && v.getStatus().getMessage() != null
               && v.getStatus().getMessage().startsWith("reconcile failed, retrying"));
       assertThat(stuck.getStatus().getMessage()).contains(missing);
-      // the UID and node were recorded before the pod creation failed
-      assertThat(stuck.getStatus().getHostUid()).isNotNull();
+      // the Ready condition says it too, and an event
+      assertThat(condition(stuck, VfioVmStatus.READY).getReason()).isEqualTo("ReconcileError");
+      assertThat(condition(stuck, VfioVmStatus.READY).getMessage()).contains(missing);
+      await().atMost(TIMEOUT).untilAsserted(() -> assertThat(cluster.eventReasons(ns, "stuck")).contains("ReconcileError"));
+      // nothing is recorded without the UID's claim, which could not be made
+      assertThat(stuck.getStatus().getHostUid()).isNull();
     } finally {
       // the pod never existed: deletion completes without a kubelet
       client.resources(VfioVm.class).inNamespace(ns).delete();

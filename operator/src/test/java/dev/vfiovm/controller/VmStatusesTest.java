@@ -260,4 +260,126 @@ class VmStatusesTest {
     assertThat(s.getMessage()).contains("init container boot-initrd exited with code 1: cp: can't stat "
         + "'/boot/initrd.img': No such file or directory;");
   }
+
+  @Test
+  void aReconcileErrorIsTheReadyConditionAndKeepsTheRest() {
+    VfioVm vm = vm();
+    vm.setStatus(VmStatuses.placed(vm, ENTRY, POD, null, T0));
+    VfioVmStatus s = VmStatuses.reconcileError(vm, "namespaces \"x\" not found", T0.plusSeconds(5));
+    assertThat(s.getMessage()).isEqualTo("reconcile failed, retrying: namespaces \"x\" not found");
+    assertThat(s.getPhase()).isEqualTo(Phase.Placed);
+    assertThat(s.getHostUid()).isEqualTo(ENTRY.hostUid());
+    assertThat(summary(s)).containsEntry(VfioVmStatus.READY, "False/ReconcileError")
+        .containsEntry(VfioVmStatus.PLACED, "True/Placed");
+    assertThat(VmStatuses.condition(s, VfioVmStatus.READY).getMessage()).contains("not found");
+    assertThat(s.getConditions()).extracting(Condition::getType).containsExactly(VfioVmStatus.UID_ASSIGNED,
+        VfioVmStatus.PLACED, VfioVmStatus.MEMLOCK_LIMITED, VfioVmStatus.DMA_MAPPED, VfioVmStatus.READY);
+    // a VM that never had a status: Pending with the error
+    VfioVmStatus first = VmStatuses.reconcileError(vm(), "boom", T0);
+    assertThat(first.getPhase()).isEqualTo(Phase.Pending);
+    assertThat(summary(first)).containsOnly(Map.entry(VfioVmStatus.READY, "False/ReconcileError"));
+  }
+
+  @Test
+  void driftLeadsTheMessageAndIsAConditionAfterTheFive() {
+    VfioVm vm = vm();
+    VfioVmStatus plain = VmStatuses.placed(vm, ENTRY, POD, null, T0);
+    assertThat(VmStatuses.withDrift(vm, plain, null, T0)).isSameAs(plain);
+    VfioVmStatus s = VmStatuses.withDrift(vm, VmStatuses.placed(vm, ENTRY, POD, null, T0), "spec.cpus was changed", T0);
+    assertThat(s.getMessage()).startsWith("spec.cpus was changed; placed on node worker-1");
+    assertThat(s.getConditions()).extracting(Condition::getType).endsWith(VfioVmStatus.READY, VmStatuses.SPEC_APPLIED);
+    assertThat(summary(s)).containsEntry(VmStatuses.SPEC_APPLIED, "False/SpecChangedAfterPlacement");
+  }
+
+  @Test
+  void passingStatesWaitForTheSettleTimeAndEverythingElseIsWrittenAtOnce() throws Exception {
+    VfioVm vm = vm();
+    VfioVmStatus placed = VmStatuses.placed(vm, ENTRY, POD, new PodBuilder().withNewMetadata().withName("p")
+        .endMetadata().withNewStatus().withPhase("Pending").endStatus().build(), T0);
+    VfioVmStatus podRunning = VmStatuses.fromPod(vm, ENTRY, POD, new PodBuilder().withNewMetadata().withName("p")
+        .endMetadata().withNewStatus().withPhase("Running").endStatus().build(), T0);
+    VfioVmStatus starting = VmStatuses.fromPod(vm, ENTRY, POD, pod(report(AgentPhase.Starting), null, null), T0);
+    NodeAgentReport r = report(AgentPhase.Running);
+    r.setPinnedBytes(GI);
+    VfioVmStatus running = VmStatuses.fromPod(vm, ENTRY, POD, pod(r, null, null), T0);
+    VfioVmStatus failed = VmStatuses.fromPod(vm, ENTRY, POD, pod(report(AgentPhase.Failed), null, null), T0);
+    Instant later = T0.plusMillis(300);
+    // the kubelet's Running (no report yet) and the agent's Starting after a written Placed: they wait
+    assertThat(VmStatuses.settleDelayMillis(placed, podRunning, T0, later, 1000)).isEqualTo(700);
+    assertThat(VmStatuses.settleDelayMillis(placed, starting, T0, later, 1000)).isEqualTo(700);
+    // ... until the settle time is up since the written status went stale: then a lasting state is written
+    assertThat(VmStatuses.settleDelayMillis(placed, starting, T0, T0.plusMillis(1000), 1000)).isZero();
+    assertThat(VmStatuses.settleDelayMillis(placed, starting, T0, T0.plusMillis(5000), 1000)).isZero();
+    // Running, Failed, the first status, a change of Starting's own contents: at once
+    assertThat(VmStatuses.settleDelayMillis(placed, running, T0, later, 1000)).isZero();
+    assertThat(VmStatuses.settleDelayMillis(placed, failed, T0, later, 1000)).isZero();
+    assertThat(VmStatuses.settleDelayMillis(starting, running, T0, later, 1000)).isZero();
+    assertThat(VmStatuses.settleDelayMillis(null, placed, T0, later, 1000)).isZero();
+    VfioVmStatus pending = VmStatuses.uidExhausted(vm, "no UID", T0);
+    assertThat(VmStatuses.settleDelayMillis(pending, placed, T0, later, 1000)).isZero();
+    assertThat(VmStatuses.settleDelayMillis(placed, pending, T0, later, 1000)).isZero();
+    // spec drift is reported at once, and so is a status naming another UID or node
+    VfioVmStatus drifted = VmStatuses.withDrift(vm, VmStatuses.fromPod(vm, ENTRY, POD,
+        pod(report(AgentPhase.Starting), null, null), T0), "spec.memory was changed", T0);
+    assertThat(VmStatuses.settleDelayMillis(placed, drifted, T0, later, 1000)).isZero();
+    Ledger.Entry elsewhere = new Ledger.Entry(ENTRY.hostUid(), "worker-2", ENTRY.memlockLimitBytes(), ENTRY.devices());
+    assertThat(VmStatuses.settleDelayMillis(placed, VmStatuses.placed(vm, elsewhere, POD, null, T0), T0, later, 1000))
+        .isZero();
+  }
+
+  // ---- hot-plug: the device view and DevicesReady ----
+
+  static final String A = "0000:3b:00.0";
+  static final String B = "0000:3b:00.1";
+
+  static Hotplug.Plan plan(List<String> hotplugged, List<Hotplug.Waiting> waiting, List<String> released) {
+    return new Hotplug.Plan(ENTRY, hotplugged, List.of(), List.of(), List.of(), released, waiting);
+  }
+
+  static DeviceStatus attached(String address, boolean hot) {
+    DeviceStatus d = new DeviceStatus(address, "/dev/vfio/devices/vfio0", true);
+    d.setState(dev.vfiovm.api.DeviceState.Attached);
+    d.setHotplugged(hot);
+    return d;
+  }
+
+  @Test
+  void theDeviceViewMergesTheAgentsReportWithTheOperatorsWaitingAndPluggingEntries() {
+    Hotplug.Waiting w = new Hotplug.Waiting("0000:3b:00.2", Hotplug.Wait.InsufficientBudget, "free 0 of budget 4Gi, needs +1Gi");
+    var pods = Map.of(B, new VmStatuses.DevicePod("ns/p-dev-b", "Pending", null, false));
+    List<DeviceStatus> view = VmStatuses.devices(List.of(attached(A, false)), plan(List.of(B), List.of(w), List.of()),
+        List.of(A, B, "0000:3b:00.2"), List.of(A), true, pods, "ns/p");
+    assertThat(view).extracting(d -> d.getPciAddress() + " " + d.getState() + " " + d.getReason() + " " + d.isHotplugged())
+        .containsExactly(A + " Attached null false", B + " Plugging DevicePlugging true",
+            "0000:3b:00.2 Waiting InsufficientBudget false");
+    Condition ready = VmStatuses.devicesReady(view, List.of(A, B, "0000:3b:00.2"));
+    assertThat(ready.getStatus()).isEqualTo("False");
+    assertThat(ready.getReason()).isEqualTo("InsufficientBudget");
+    assertThat(ready.getMessage()).contains("free 0 of budget 4Gi, needs +1Gi");
+
+    List<DeviceStatus> all = VmStatuses.devices(List.of(attached(A, false), attached(B, true)),
+        plan(List.of(B), List.of(), List.of()), List.of(A, B), List.of(A), true, Map.of(), "ns/p");
+    assertThat(VmStatuses.devicesReady(all, List.of(A, B)).getStatus()).isEqualTo("True");
+  }
+
+  @Test
+  void aFailedAttachmentPodFailsItsDeviceAndLeavingDevicesSayWhatTheyWaitFor() {
+    var failed = Map.of(B, new VmStatuses.DevicePod("ns/p-dev-b", "Failed", "EBUSY: device in use\n", false));
+    List<DeviceStatus> view = VmStatuses.devices(List.of(attached(A, false)), plan(List.of(B), List.of(), List.of()),
+        List.of(A, B), List.of(A), true, failed, "ns/p");
+    assertThat(view.get(1).getState()).isEqualTo(dev.vfiovm.api.DeviceState.Failed);
+    assertThat(view.get(1).getMessage()).contains("EBUSY: device in use");
+    assertThat(VmStatuses.devicesReady(view, List.of(A, B)).getReason()).isEqualTo("DevicePlugFailed");
+
+    // A (boot) removed and detached, B (hot-plugged) removed and still reported: A held by the node pod, B leaving
+    List<DeviceStatus> leaving = VmStatuses.devices(List.of(attached(B, true)), plan(List.of(B), List.of(), List.of()),
+        List.of(), List.of(A), true, Map.of(), "ns/p");
+    assertThat(leaving).extracting(d -> d.getPciAddress() + " " + d.getState() + " " + d.getReason())
+        .containsExactly(A + " null DeviceHeldByNodePod", B + " Unplugging DeviceUnplugging");
+    assertThat(leaving.get(0).getMessage()).contains("allocated to node pod ns/p until it ends");
+    assertThat(VmStatuses.devicesReady(leaving, List.of()).getReason()).isEqualTo("DeviceUnplugging");
+    // released: gone from the view
+    assertThat(VmStatuses.devices(List.of(), plan(List.of(), List.of(), List.of(B)), List.of(), List.of(), true,
+        Map.of(), "ns/p")).isEmpty();
+  }
 }

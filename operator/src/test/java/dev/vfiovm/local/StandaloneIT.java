@@ -30,7 +30,7 @@ class StandaloneIT {
     Prerequisites.require("root".equals(System.getProperty("user.name")), "root (node agents set limits and "
         + "map user namespaces)");
     Prerequisites.require(Files.isDirectory(KUBE_API_TEST_DIR.resolve("k8s")),
-        "kube-apiserver binaries under " + KUBE_API_TEST_DIR + " (run e2e/scripts/setup.sh 20-kube-apiserver)");
+        "kube-apiserver binaries under " + KUBE_API_TEST_DIR + " (run hack/setup.sh 20-kube-apiserver)");
     Path jar = Path.of(System.getenv().getOrDefault("VFIOVM_JAR", "target/vfiovm.jar"));
     Prerequisites.require(Files.isRegularFile(jar), "the shaded jar " + jar + " (mvn package)");
 

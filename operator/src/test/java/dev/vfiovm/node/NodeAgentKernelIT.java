@@ -6,6 +6,10 @@ import static org.awaitility.Awaitility.await;
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.NodeAgentReport.AgentPhase;
 import dev.vfiovm.node.kernel.Kernel;
+import dev.vfiovm.node.kernel.KernelException;
+import dev.vfiovm.node.kernel.Uapi;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.attribute.PosixFilePermissions;
 import dev.vfiovm.testing.Prerequisites;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -59,7 +63,7 @@ class NodeAgentKernelIT {
     String qemu = System.getenv("VFIOVM_QEMU");
     Prerequisites.require(
         qemu != null && Files.isExecutable(Path.of(qemu)),
-        "QEMU >= 9 at VFIOVM_QEMU (" + qemu + "; bash e2e/scripts/setup.sh 35-qemu installs 10.0.2)");
+        "QEMU >= 9 at VFIOVM_QEMU (" + qemu + "; bash hack/setup.sh 35-qemu installs 10.0.2)");
     Prerequisites.require(
         Files.isExecutable(Path.of("/usr/bin/setpriv")) && Files.isExecutable(Path.of("/usr/bin/unshare")),
         "util-linux setpriv and unshare");
@@ -484,5 +488,156 @@ class NodeAgentKernelIT {
     NodeAgentReport r = ReportPublisher.fromJson(Files.readString(report));
     assertThat(r.getPhase()).isEqualTo(AgentPhase.Failed);
     assertThat(r.getError()).isEqualTo("DeviceNotFound");
+  }
+
+  /**
+   * Issue 12: Auto with a device on a node without /dev/iommu used to fall back to io_uring and report Running
+   * with no device attached. Now the agent refuses it, naming what to change. The device is a real PCI device of
+   * this host (not bound to vfio-pci): on a host that has /dev/iommu the agent still never runs it on io_uring.
+   */
+  @Test
+  void autoWithADeviceOnANodeWithoutDevIommuFailsAndNeverRunsWithoutTheDevice() throws Exception {
+    String device = Files.list(Path.of("/sys/bus/pci/devices")).map(p -> p.getFileName().toString()).sorted()
+        .findFirst().orElseThrow();
+    boolean hostHasIommu = Files.exists(Path.of("/dev/iommu"));
+    Path report = dir.resolve("auto.json");
+    Path errFile = dir.resolve("auto.err");
+    Process p =
+        new ProcessBuilder(
+                Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(),
+                "node-agent", "--vm", "kernel-it/auto", "--host-uid", Long.toString(uid()), "--memory", "3Mi",
+                "--memlock", "4Mi", "--dma-backend", "auto", "--device", device, "--report", report.toString())
+            .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+            .redirectError(errFile.toFile())
+            .start();
+    agents.add(p);
+    Agent agent = new Agent(p, report, dir.resolve("auto.out"), errFile);
+    // before the fix it reached Running (io_uring, the device only accounted for): fail fast on that too
+    await().atMost(Duration.ofSeconds(60)).pollInterval(Duration.ofMillis(50))
+        .until(() -> !p.isAlive() || agent.report() != null && agent.report().getPhase() == AgentPhase.Running);
+    NodeAgentReport r = agent.report();
+    assertThat(r.getPhase()).as("phase; stderr: %s", agent.stderr()).isEqualTo(AgentPhase.Failed);
+    assertThat(agent.exit()).isEqualTo(1);
+    String err = agent.stderr();
+    assertThat(r.getDmaBackend()).isNotEqualTo("IoUring");
+    assertThat(r.getVmPid()).isNull();
+    if (!hostHasIommu) {
+      assertThat(r.getError()).isEqualTo(NodeAgentPlan.NO_IOMMU);
+      assertThat(r.getMessage()).contains(device, "/dev/iommu", "intel_iommu=on", "another node", "remove spec.devices");
+      assertThat(err.lines().toList()).singleElement().asString().contains(NodeAgentPlan.NO_IOMMU, "/dev/iommu");
+    }
+  }
+
+  /** One request line on the agent's control socket (fd by SCM_RIGHTS when &gt;= 0); the reply line. */
+  static String controlRequest(Path socket, String line, int fd) {
+    int conn = Kernel.unixConnect(socket.toString());
+    try {
+      Kernel.sendWithFd(conn, (line + "\n").getBytes(StandardCharsets.UTF_8), fd);
+      return Kernel.readLine(conn);
+    } finally {
+      Kernel.closeQuietly(conn);
+    }
+  }
+
+  /** The targets of a process's open fds (/proc/PID/fd). */
+  static List<String> openFiles(long pid) throws IOException {
+    List<String> out = new ArrayList<>();
+    try (var fds = Files.list(Path.of("/proc/" + pid + "/fd"))) {
+      for (Path fd : fds.toList()) {
+        try {
+          out.add(Files.readSymbolicLink(fd).toString());
+        } catch (IOException e) {
+          // closed meanwhile
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Hot-plug's control socket on a real agent (io-uring here: no /dev/iommu): 0600 in a 0700 directory; a plug
+   * carrying a real fd by SCM_RIGHTS is refused with HotplugNeedsIommufd and the agent keeps no copy of the fd;
+   * a malformed request and a non-root peer get a clear error; attach-device --unplug-only prints the agent's
+   * refusal and exits 1; the VM's limit and pins never moved.
+   */
+  @Test
+  void theControlSocketRefusesHotplugOnIoUringMalformedRequestsAndNonRootPeersAndKeepsNoFd() throws Exception {
+    Path socket = dir.resolve("control/agent.sock");
+    Agent vm = agent("control", uid(), GUEST, LIMIT, "--control-socket", socket.toString());
+    vm.awaitPhase(AgentPhase.Running);
+    await().atMost(Duration.ofSeconds(30)).until(() -> Files.exists(socket));
+    assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(socket))).isEqualTo("rw-------");
+    assertThat(PosixFilePermissions.toString(Files.getPosixFilePermissions(socket.getParent()))).isEqualTo("rwx------");
+    List<Long> limitBefore = memlockOf(vm.vmPid());
+
+    Path cdev = Files.writeString(dir.resolve("stand-in-cdev"), "x");
+    int fd = Kernel.open(cdev.toString(), Uapi.O_RDWR);
+    String reply;
+    try {
+      reply = controlRequest(socket, "{\"op\":\"plug\",\"pciAddress\":\"0000:00:04.0\",\"memlockLimitBytes\":" + 2 * LIMIT + "}", fd);
+    } finally {
+      Kernel.close(fd);
+    }
+    assertThat(reply).startsWith("{\"ok\":false,\"error\":\"HotplugNeedsIommufd\"").contains("iommufd");
+    // the fd came (the agent owned a copy) and is closed again: nothing half-made
+    assertThat(openFiles(vm.process().pid())).doesNotContain(cdev.toString());
+    assertThat(controlRequest(socket, "{\"op\":\"plug\",\"pciAddress\":\"0000:00:04.0\"}", -1))
+        .startsWith("{\"ok\":false,\"error\":\"BadRequest\"").contains("memlockLimitBytes");
+    assertThat(controlRequest(socket, "not json", -1)).startsWith("{\"ok\":false,\"error\":\"BadRequest\"");
+    assertThat(controlRequest(socket, "{\"op\":\"plug\",\"pciAddress\":\"0000:00:04.0\",\"memlockLimitBytes\":1}", -1))
+        .startsWith("{\"ok\":false,\"error\":\"BadRequest\"").contains("SCM_RIGHTS");
+
+    // attach-device --unplug-only: the agent's refusal on stderr, exit 1
+    Process attach = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar",
+        jar.toString(), "attach-device", "--control-socket", socket.toString(), "--device", "0000:00:04.0",
+        "--memlock", Long.toString(LIMIT), "--unplug-only").redirectErrorStream(true).start();
+    String attachOut = new String(attach.getInputStream().readAllBytes());
+    assertThat(attach.waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(attach.exitValue()).as(attachOut).isEqualTo(1);
+    assertThat(attachOut).contains("\"op\":\"unplug\"", "attach-device: HotplugNeedsIommufd: ");
+
+    // a peer that is not uid 0 (the directory and socket opened up here only to let one reach it) is refused
+    for (Path p = socket.getParent(); p.startsWith(dir); p = p.getParent()) {
+      Files.setPosixFilePermissions(p, PosixFilePermissions.fromString("rwx--x--x"));
+    }
+    Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-rw-rw-"));
+    Process nobody = new ProcessBuilder("/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        Path.of(System.getProperty("java.home"), "bin", "java").toString(), "-jar", jar.toString(), "attach-device",
+        "--control-socket", socket.toString(), "--device", "0000:00:04.0", "--memlock", "1", "--unplug-only")
+        .redirectErrorStream(true).start();
+    String nobodyOut = new String(nobody.getInputStream().readAllBytes());
+    assertThat(nobody.waitFor(60, TimeUnit.SECONDS)).isTrue();
+    assertThat(nobody.exitValue()).as(nobodyOut).isEqualTo(1);
+    assertThat(nobodyOut).contains("attach-device: NotRoot: ", "is uid 65534");
+
+    assertThat(memlockOf(vm.vmPid())).isEqualTo(limitBefore).containsExactly(LIMIT, LIMIT);
+    assertThat(vm.report().getPhase()).isEqualTo(AgentPhase.Running);
+    assertThat(vm.report().getMemlockLimitBytes()).isEqualTo(LIMIT);
+    assertThat(vm.stop()).isZero();
+    assertThat(socket).doesNotExist();
+  }
+
+  /**
+   * The facade's prlimit64 on a running process (what a plug does to QEMU, from outside), as far as this host
+   * allows: root without CAP_SYS_RESOURCE may lower the limit of a process of its own ids, read back from
+   * /proc/PID/limits, and raising it above its hard limit is the kernel's EPERM with the limit unchanged.
+   */
+  @Test
+  void theLimitOfARunningProcessChangesFromOutsideAsTheKernelAllows() throws Exception {
+    Process sleeper = new ProcessBuilder("sleep", "60").start();
+    try {
+      int pid = (int) sleeper.pid();
+      long hard = memlockOf(pid).get(1);
+      Kernel.setMemlockLimit(pid, hard / 2);
+      assertThat(memlockOf(pid)).containsExactly(hard / 2, hard / 2);
+      assertThat(Kernel.memlockLimit(pid)).containsExactly(hard / 2, hard / 2);
+      org.assertj.core.api.Assertions.assertThatThrownBy(() -> Kernel.setMemlockLimit(pid, hard))
+          .isInstanceOf(KernelException.class).hasMessageContaining("EPERM");
+      assertThat(memlockOf(pid)).containsExactly(hard / 2, hard / 2);
+      Kernel.setMemlockLimit(pid, hard / 4);
+      assertThat(memlockOf(pid)).containsExactly(hard / 4, hard / 4);
+    } finally {
+      sleeper.destroyForcibly();
+    }
   }
 }

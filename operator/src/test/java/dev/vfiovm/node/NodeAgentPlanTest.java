@@ -96,14 +96,24 @@ class NodeAgentPlanTest {
   void autoTakesIommufdOnlyWithDevAndADevice() {
     assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(true))
         .isEqualTo(DmaBackend.Iommufd);
-    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(false))
-        .isEqualTo(DmaBackend.IoUring);
+    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0")).backendProblem(true)).isNull();
+    assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of()).backendProblem(false)).isNull();
     assertThat(plan(DmaBackend.Auto, Accounting.PerProcess, List.of()).effectiveBackend(true))
         .isEqualTo(DmaBackend.IoUring);
     assertThat(plan(DmaBackend.IoUring, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(true))
         .isEqualTo(DmaBackend.IoUring);
     assertThat(plan(DmaBackend.Iommufd, Accounting.PerProcess, List.of("0000:3b:00.0")).effectiveBackend(false))
         .isEqualTo(DmaBackend.Iommufd);
+  }
+
+  @Test
+  void autoWithDevicesNeverFallsBackToIoUringWithoutDevIommu() {
+    NodeAgentPlan plan = plan(DmaBackend.Auto, Accounting.PerProcess, List.of("0000:3b:00.0"));
+    assertThat(plan.effectiveBackend(false)).isEqualTo(DmaBackend.Iommufd);
+    assertThat(plan.backendProblem(false))
+        .contains("0000:3b:00.0", "/dev/iommu", "intel_iommu=on", "amd_iommu=on", "another node", "remove spec.devices");
+    assertThat(plan(DmaBackend.Iommufd, Accounting.PerProcess, List.of("0000:3b:00.0")).backendProblem(false)).isNull();
+    assertThat(plan(DmaBackend.IoUring, Accounting.PerProcess, List.of("0000:3b:00.0")).backendProblem(false)).isNull();
   }
 
   @Test

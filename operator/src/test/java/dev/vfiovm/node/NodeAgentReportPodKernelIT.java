@@ -4,22 +4,18 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.NodeAgentReport.AgentPhase;
+import dev.vfiovm.testing.ApiServer;
 import dev.vfiovm.testing.Prerequisites;
-import io.fabric8.kubeapitest.KubeAPIServer;
-import io.fabric8.kubeapitest.KubeAPIServerConfigBuilder;
-import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
-import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
@@ -27,44 +23,19 @@ import org.junit.jupiter.api.io.TempDir;
  * into its pod's annotation, exactly what the operator reads; a pod it cannot patch only costs a log line.
  */
 class NodeAgentReportPodKernelIT {
-  static final Path BINARIES =
-      Path.of(System.getProperty("kubeapitest.dir", System.getProperty("user.home") + "/.cache/vfiovm/kubeapitest"));
-  static KubeAPIServer server;
+  @RegisterExtension static final ApiServer api = ApiServer.withoutCrd().withNamespace("vfiovm-system");
   static KubernetesClient client;
   static String kubeconfigYaml;
 
   @TempDir Path dir;
 
   @BeforeAll
-  static void startApiServer() {
-    Prerequisites.require(
-        Files.isExecutable(BINARIES.resolve("k8s/1.20.2-linux-amd64/kube-apiserver")),
-        "kube-apiserver under " + BINARIES + " (e2e/scripts/setup.d/20-kube-apiserver.sh)");
+  static void prerequisites() {
     String jar = System.getenv("VFIOVM_JAR");
     Prerequisites.require(jar != null && Files.isRegularFile(Path.of(jar)), "the shaded jar (mvn package) at VFIOVM_JAR");
     Prerequisites.require("root".equals(System.getProperty("user.name")), "root (run the kernel tier as root)");
-    server =
-        new KubeAPIServer(
-            KubeAPIServerConfigBuilder.anAPIServerConfig()
-                .withOfflineMode(true)
-                .withTestDir(BINARIES.toString())
-                .withUpdateKubeConfig(false)
-                .withStartupTimeout(60_000)
-                .build());
-    server.start();
-    kubeconfigYaml = server.getKubeConfigYaml();
-    client = new KubernetesClientBuilder().withConfig(Config.fromKubeconfig(kubeconfigYaml)).build();
-    client.namespaces().resource(new NamespaceBuilder().withNewMetadata().withName("vfiovm-system").endMetadata().build()).create();
-  }
-
-  @AfterAll
-  static void stopApiServer() {
-    if (client != null) {
-      client.close();
-    }
-    if (server != null) {
-      server.stop();
-    }
+    kubeconfigYaml = api.kubeConfigYaml();
+    client = api.client();
   }
 
   Process agent(Path kubeconfig, String pod, Path report, Path out) throws Exception {

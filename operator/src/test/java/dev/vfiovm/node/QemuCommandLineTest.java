@@ -77,4 +77,25 @@ class QemuCommandLineTest {
     assertThatThrownBy(() -> spec(DmaBackend.IoUring, 1, QemuCommandLine.Boot.NONE, true))
         .hasMessageContaining("assigns no device");
   }
+
+  @Test
+  void reservesFreeRootPortsForHotPlugAfterTheBootDevicesOnIommufdOnly() {
+    QemuCommandLine.Spec s = new QemuCommandLine.Spec(
+        "qemu", List.of(), "ns/vm", "tcg", 1, 1L << 30, DmaBackend.Iommufd, 1, QemuCommandLine.Boot.NONE, true, 2);
+    List<String> argv = QemuCommandLine.build(s);
+    assertThat(String.join(" ", argv))
+        .contains("-device pcie-root-port,id=rp0,bus=pcie.0,chassis=1 -device vfio-pci,id=hostdev0,iommufd=iommufd0,fd=8,bus=rp0"
+            + " -device pcie-root-port,id=hotplug0,bus=pcie.0,chassis=2 -device pcie-root-port,id=hotplug1,bus=pcie.0,chassis=3");
+    // nothing behind the reserved ports: exactly one vfio-pci, the boot-time one
+    assertThat(argv.stream().filter(a -> a.startsWith("vfio-pci,")).toList()).hasSize(1);
+    // io-uring assigns no device, so it reserves no port either
+    QemuCommandLine.Spec io = new QemuCommandLine.Spec(
+        "qemu", List.of(), "ns/vm", "tcg", 1, 1L << 30, DmaBackend.IoUring, 0, QemuCommandLine.Boot.NONE, true, 2);
+    assertThat(String.join(" ", QemuCommandLine.build(io))).doesNotContain("pcie-root-port");
+    assertThatThrownBy(() -> new QemuCommandLine.Spec(
+        "qemu", List.of(), "ns/vm", "tcg", 1, 1L << 30, DmaBackend.Iommufd, 0, QemuCommandLine.Boot.NONE, true, -1))
+        .hasMessageContaining("--hotplug-slots");
+    assertThat(QemuCommandLine.hotplugBus(1)).isEqualTo("hotplug1");
+    assertThat(QemuCommandLine.hotplugDeviceId(0)).isEqualTo("hotdev0");
+  }
 }

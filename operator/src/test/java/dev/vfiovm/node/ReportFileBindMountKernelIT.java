@@ -13,7 +13,7 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * In a pod the report file is the container's terminationMessagePath, which the kubelet bind-mounts from
- * the host: found on the real local node (e2e/local), where the agent died with EBUSY renaming over it.
+ * the host: found on the real local node (hack/local), where the agent died with EBUSY renaming over it.
  * Reproduces that mount and checks every report still lands in the file.
  */
 class ReportFileBindMountKernelIT {

@@ -32,5 +32,9 @@ class VmCgroupTest {
   @Test
   void oneNamePerVmAndAgent() {
     assertThat(VmCgroup.name("default/vm-1", 4242)).isEqualTo("vfiovm-default.vm-1-4242");
+    // a 63-character namespace and a 253-character name still make a file name (<= 255 bytes)
+    String longVm = "n".repeat(63) + "/" + "a".repeat(253);
+    assertThat(VmCgroup.name(longVm, 4194304)).hasSizeLessThanOrEqualTo(255).startsWith("vfiovm-nnn");
+    assertThat(VmCgroup.name(longVm, 1)).isNotEqualTo(VmCgroup.name("n".repeat(63) + "/" + "a".repeat(252) + "b", 1));
   }
 }

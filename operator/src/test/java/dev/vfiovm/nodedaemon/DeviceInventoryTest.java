@@ -2,6 +2,7 @@ package dev.vfiovm.nodedaemon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.vfiovm.testing.FakeHost;
 import dev.vfiovm.nodedaemon.DeviceInventory.Device;
 import dev.vfiovm.nodedaemon.DeviceInventory.Snapshot;
 import dev.vfiovm.nodedaemon.DeviceInventory.VfioPci;

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
+import dev.vfiovm.testing.FakeHost;
 import dev.vfiovm.nodedaemon.v1beta1.AllocateRequest;
 import dev.vfiovm.nodedaemon.v1beta1.AllocateResponse;
 import dev.vfiovm.nodedaemon.v1beta1.ContainerAllocateRequest;

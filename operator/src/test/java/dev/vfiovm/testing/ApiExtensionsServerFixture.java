@@ -19,7 +19,7 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * A current API server for the CRD: upstream apiextensions-apiserver v1.36.4 and its own etcd 3.5.30 (built by
- * e2e/scripts/setup.d/25-apiextensions-apiserver.sh into the system property {@code vfiovm.apiext.dir}), started
+ * hack/setup.d/25-apiextensions-apiserver.sh into the system property {@code vfiovm.apiext.dir}), started
  * once per test JVM on loopback ports. It serves CRDs and custom resources with real CEL (transition rules
  * too), list-type map keys, server-side apply and the status subresource, but no core API (no namespaces,
  * pods, RBAC: objects go into any namespace name) and no discovery root. Missing binaries skip (CI=true: fail).
@@ -73,7 +73,7 @@ public final class ApiExtensionsServerFixture {
     Path etcd = dir.resolve("etcd");
     Prerequisites.require(Files.isExecutable(server) && Files.isExecutable(etcd),
         "apiextensions-apiserver and etcd under " + dir + " (system property " + DIR_PROPERTY
-            + "; build them with bash e2e/scripts/setup.sh 25-apiextensions-apiserver)");
+            + "; build them with bash hack/setup.sh 25-apiextensions-apiserver)");
     if (url != null) {
       return;
     }

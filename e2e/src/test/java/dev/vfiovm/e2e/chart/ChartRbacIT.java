@@ -92,7 +92,7 @@ class ChartRbacIT {
     asOperator = impersonating(operatorNamespace, serviceAccount);
 
     nodeName = "rbac-node-" + suffix;
-    createNode(nodeName, "64Mi");
+    createNode(nodeName, "64Gi"); // room for node pods' memory requests (guest + VMM + agent), not only budget
 
     OperatorSettings settings =
         OperatorSettings.defaults(operatorNamespace, "vfiovm/operator:test")
@@ -201,6 +201,60 @@ class ChartRbacIT {
   }
 
   @Test
+  void aHotPlugRunsWithTheChartsPermissionsOnly() throws Exception {
+    // the node advertises the IOMMU and one device, as its vfiovm-node daemon would
+    Node node = admin.nodes().withName(nodeName).get();
+    node.getStatus().getAllocatable().put("vfiovm.dev/iommu", new Quantity("64"));
+    node.getStatus().getCapacity().put("vfiovm.dev/iommu", new Quantity("64"));
+    node.getStatus().getAllocatable().put("vfiovm.dev/pci-0000-3b-00.1", new Quantity("1"));
+    node.getStatus().getCapacity().put("vfiovm.dev/pci-0000-3b-00.1", new Quantity("1"));
+    admin.nodes().resource(node).updateStatus();
+    String vmNamespace = KubeApiServerFixture.createNamespace(admin, "rbac-hotplug");
+    VfioVm vm = new VfioVm();
+    vm.setMetadata(new ObjectMetaBuilder().withNamespace(vmNamespace).withName("vm1").build());
+    VfioVmSpec spec = new VfioVmSpec();
+    spec.setMemory("2Mi");
+    spec.setDmaBackend(DmaBackend.Iommufd);
+    spec.setNodeName(nodeName);
+    vm.setSpec(spec);
+    admin.resources(VfioVm.class).resource(vm).create();
+    Pod pod = await("node pod created by the operator").atMost(TIMEOUT).until(() -> nodePod(vmNamespace), p -> p != null);
+    VfioVm placed = awaitVm(vmNamespace, v -> v.getStatus() != null && v.getStatus().getHostUid() != null);
+    NodeAgentReport report = new NodeAgentReport();
+    report.setPhase(AgentPhase.Running);
+    report.setHostUid(placed.getStatus().getHostUid());
+    report.setDmaBackend("Iommufd");
+    report.setAccounting("PerUser");
+    String identity = NodePodIdentity.name("vfiovm-node", vmNamespace, "vm1");
+    try (KubernetesClient asAgent = impersonating(operatorNamespace, identity)) {
+      asAgent.pods().inNamespace(operatorNamespace).withName(pod.getMetadata().getName())
+          .edit(p -> new PodBuilder(p).editMetadata()
+              .addToAnnotations(NodeAgentReport.POD_ANNOTATION, Serialization.asJson(report)).endMetadata().build());
+    }
+    awaitVm(vmNamespace, v -> v.getStatus().getPhase() == Phase.Running);
+
+    // the plug: the operator updates the UID claim (leases update) and creates the attachment pod (pods create)
+    admin.resources(VfioVm.class).inNamespace(vmNamespace).withName("vm1").patch(PatchContext.of(PatchType.JSON),
+        "[{\"op\":\"add\",\"path\":\"/spec/devices/-\",\"value\":{\"pciAddress\":\"0000:3b:00.1\"}}]");
+    await("attachment pod created by the operator").atMost(TIMEOUT).until(() -> admin.pods().inNamespace(operatorNamespace)
+        .withLabels(Map.of("vfiovm.dev/vm-namespace", vmNamespace, "vfiovm.dev/role", "device-attachment"))
+        .list().getItems().size() == 1);
+    assertThat(admin.leases().inNamespace(operatorNamespace).withName("vfiovm-uid-" + placed.getStatus().getHostUid())
+        .get().getMetadata().getAnnotations()).containsEntry("vfiovm.dev/hotplugged-devices", "[\"0000:3b:00.1\"]");
+
+    // deletion takes the attachment pod with the node pod (pods delete)
+    admin.resources(VfioVm.class).inNamespace(vmNamespace).withName("vm1").delete();
+    await("operator deletes the attachment pod").atMost(TIMEOUT).until(() -> admin.pods().inNamespace(operatorNamespace)
+        .withLabel("vfiovm.dev/vm-namespace", vmNamespace).list().getItems().stream()
+        .allMatch(p -> p.getMetadata().getDeletionTimestamp() != null));
+    await("finalizer removed, VM gone").atMost(TIMEOUT).until(() -> {
+      admin.pods().inNamespace(operatorNamespace).withLabel("vfiovm.dev/vm-namespace", vmNamespace)
+          .withGracePeriod(0).delete();
+      return admin.resources(VfioVm.class).inNamespace(vmNamespace).withName("vm1").get() == null;
+    });
+  }
+
+  @Test
   void leaderElectionHoldsAndRenewsTheLeaseWithTheChartsPermissions() {
     // JOSDK's lease lock: get, create, then renew (patch); reconciling starts only once it leads
     var leases = admin.leases().inNamespace(operatorNamespace).withName(VfioVmOperator.LEASE_NAME);
@@ -220,7 +274,7 @@ class ChartRbacIT {
     assertForbidden(() -> asOperator.secrets().inNamespace(operatorNamespace).withName("s").get());
     assertForbidden(() -> asOperator.secrets().inAnyNamespace().list());
     assertForbidden(() -> asOperator.pods().inNamespace(elsewhere).resource(pod("intruder")).create());
-    assertForbidden(() -> asOperator.pods().inNamespace(elsewhere).list());
+    assertForbidden(() -> asOperator.pods().inNamespace(elsewhere).withName("intruder").delete());
     assertForbidden(() -> asOperator.configMaps().inNamespace(operatorNamespace).resource(
         new ConfigMapBuilder().withNewMetadata().withName("c").endMetadata().build()).create());
     assertForbidden(() -> asOperator.apps().deployments().inNamespace(operatorNamespace).list());
@@ -246,7 +300,10 @@ class ChartRbacIT {
     "delete,   '',                  pods,               operator,   true",
     "watch,    '',                  pods,               operator,   true",
     "create,   '',                  pods,               users,      false",
-    "list,     '',                  pods,               '',         false",
+    "list,     '',                  pods,               '',         true",
+    "get,      '',                  pods,               users,      false",
+    "patch,    '',                  pods,               users,      false",
+    "delete,   '',                  pods,               users,      false",
     "create,   '',                  pods/exec,          operator,   false",
     "update,   coordination.k8s.io, leases,             operator,   true",
     "create,   coordination.k8s.io, leases,             users,      false",

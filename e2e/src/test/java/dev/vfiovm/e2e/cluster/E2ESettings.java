@@ -60,7 +60,7 @@ public record E2ESettings(
   }
 
   /**
-   * Extra chart values of the cluster under test, {@code KEY=VALUE} separated by blanks (e2e/local/e2e.sh:
+   * Extra chart values of the cluster under test, {@code KEY=VALUE} separated by blanks (hack/local/e2e.sh:
    * the kubelet's root dir and the capability set its root can grant).
    */
   static Map<String, String> helmSet(String spec) {

@@ -36,27 +36,7 @@ import org.junit.jupiter.api.Test;
 class UidQuarantineE2E {
   @BeforeAll
   static void installChartWithAOneUidRange() {
-    VfioVmClusterE2E.settings = E2ESettings.current();
-    var settings = VfioVmClusterE2E.settings;
-    Prerequisites.require(Files.isRegularFile(settings.kubeconfig()),
-        "a cluster in KUBECONFIG (no kubeconfig at " + settings.kubeconfig() + ")");
-    VfioVmClusterE2E.client = new KubernetesClientBuilder().build();
-    Prerequisites.require(VfioVmClusterE2E.reachable(VfioVmClusterE2E.client),
-        "a reachable cluster at " + VfioVmClusterE2E.client.getMasterUrl());
-    Prerequisites.require(Files.isDirectory(Path.of("/proc/1")), "the node's /proc (run on the local node's host)");
-    VfioVmClusterE2E.uninstall(true);
-    VfioVmClusterE2E.helmInstall(new Helm(ChartRendering.chartDir()).install()
-        .withName(settings.release())
-        .withNamespace(settings.releaseNamespace())
-        .withKubeConfig(settings.kubeconfig())
-        .set("operator.uidRange.size", 1)
-        .waitReady()
-        .withTimeout((int) settings.timeout().toSeconds()));
-    VfioVmClusterE2E.installed = true;
-    VfioVmClusterE2E.vmNamespace = "vfiovm-e2e-q-" + UUID.randomUUID().toString().substring(0, 8);
-    VfioVmClusterE2E.client.namespaces().resource(new NamespaceBuilder().withNewMetadata()
-        .withName(VfioVmClusterE2E.vmNamespace).addToLabels("pod-security.kubernetes.io/enforce", "restricted")
-        .endMetadata().build()).create();
+    VfioVmClusterE2E.installOnLocalNode(install -> install.set("operator.uidRange.size", 1), "vfiovm-e2e-q");
   }
 
   @AfterAll

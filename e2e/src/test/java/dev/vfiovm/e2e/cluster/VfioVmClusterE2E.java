@@ -46,7 +46,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 
 /**
- * The product on a real cluster (whatever KUBECONFIG names; e2e/kind/run.sh makes one): install the chart,
+ * The product on a real cluster (whatever KUBECONFIG names; hack/kind/run.sh makes one): install the chart,
  * run VfioVms with the io-uring backend (accounting without an IOMMU), check UIDs, limits and pins, the seed
  * scenario on one node, release on delete, uninstall. The operator image must already be in the cluster.
  */
@@ -67,12 +67,39 @@ class VfioVmClusterE2E {
   static String reservedNode;
   static boolean installed;
 
+  /**
+   * The set-up every node-level E2E class shares: the cluster in KUBECONFIG (prerequisites checked, this host
+   * being its node), the chart installed afresh with {@code values}, and a users' namespace (Pod Security
+   * `restricted`: node pods never run there) named {@code prefix}-random.
+   */
+  static void installOnLocalNode(java.util.function.UnaryOperator<com.marcnuri.helm.InstallCommand> values,
+      String prefix) {
+    settings = E2ESettings.current();
+    Prerequisites.require(Files.isRegularFile(settings.kubeconfig()),
+        "a cluster in KUBECONFIG (no kubeconfig at " + settings.kubeconfig() + ")");
+    client = new KubernetesClientBuilder().build();
+    Prerequisites.require(reachable(client), "a reachable cluster at " + client.getMasterUrl());
+    Prerequisites.require(Files.isDirectory(Path.of("/proc/1")), "the node's /proc (run on the local node's host)");
+    uninstall(true);
+    helmInstall(values.apply(new Helm(ChartRendering.chartDir()).install()
+            .withName(settings.release())
+            .withNamespace(settings.releaseNamespace())
+            .withKubeConfig(settings.kubeconfig()))
+        .waitReady()
+        .withTimeout((int) settings.timeout().toSeconds()));
+    installed = true;
+    vmNamespace = prefix + "-" + UUID.randomUUID().toString().substring(0, 8);
+    client.namespaces().resource(new NamespaceBuilder().withNewMetadata()
+        .withName(vmNamespace).addToLabels("pod-security.kubernetes.io/enforce", "restricted")
+        .endMetadata().build()).create();
+  }
+
   @BeforeAll
   static void installChart() {
     settings = E2ESettings.current();
     Prerequisites.require(
         Files.isRegularFile(settings.kubeconfig()),
-        "a cluster in KUBECONFIG (no kubeconfig at " + settings.kubeconfig() + "); e2e/kind/run.sh creates one");
+        "a cluster in KUBECONFIG (no kubeconfig at " + settings.kubeconfig() + "); hack/kind/run.sh creates one");
     client = new KubernetesClientBuilder().build(); // KUBECONFIG, as helm reads it
     Prerequisites.require(reachable(client), "a reachable cluster at " + client.getMasterUrl());
 
@@ -330,7 +357,7 @@ class VfioVmClusterE2E {
     assertThat(daemon.getSpec().getContainers().get(0).getSecurityContext().getPrivileged()).isFalse();
     assertThat(daemon.getSpec().getHostPID()).isTrue();
 
-    // the kubelet's view: this host has /dev/iommu or not (the suite runs on the node: e2e/local, kind)
+    // the kubelet's view: this host has /dev/iommu or not (the suite runs on the node: hack/local, kind)
     boolean iommu = Files.exists(Path.of("/dev/iommu"));
     String expected = iommu ? "64" : "0";
     await("the kubelet lists vfiovm.dev/iommu = " + expected).atMost(settings.timeout())
@@ -631,6 +658,17 @@ class VfioVmClusterE2E {
             .withNamespace(settings.releaseNamespace())
             .withKubeConfig(settings.kubeconfig());
     helm((ignoreNotFound ? uninstall.ignoreNotFound() : uninstall)::call);
+    // the chart's namespace goes with the release: the next install (another E2E class) must not meet it
+    // terminating ("unable to create new content in namespace ... because it is being terminated")
+    for (String name : java.util.stream.Stream.of(settings.releaseNamespace(), settings.operatorNamespace())
+        .distinct().toList()) {
+      await("namespace " + name + " deleted or usable after the uninstall")
+          .atMost(settings.timeout())
+          .until(() -> {
+            var ns = client.namespaces().withName(name).get();
+            return ns == null || ns.getMetadata().getDeletionTimestamp() == null;
+          });
+    }
   }
 
   static boolean reachable(KubernetesClient client) {

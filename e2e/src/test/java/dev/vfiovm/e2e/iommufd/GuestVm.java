@@ -132,7 +132,12 @@ final class GuestVm {
 
   /** RLIMIT_MEMLOCK of the VM process while it ran: {soft, hard} in bytes. */
   long[] memlockLimit() {
-    Matcher m = MEMLOCK_LIMIT.matcher(read("limits"));
+    return memlockLimit(null);
+  }
+
+  /** RLIMIT_MEMLOCK of the VM process at the snapshot tagged tag (null: the first): {soft, hard} in bytes. */
+  long[] memlockLimit(String tag) {
+    Matcher m = MEMLOCK_LIMIT.matcher(read("limits" + suffix(tag)));
     if (!m.find()) {
       throw new AssertionError(name + ": no memlock limit recorded for the VM process; " + describe());
     }

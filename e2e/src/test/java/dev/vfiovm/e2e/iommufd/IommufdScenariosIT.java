@@ -2,6 +2,8 @@ package dev.vfiovm.e2e.iommufd;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.vfiovm.api.NodeAgentReport;
 import dev.vfiovm.api.NodeAgentReport.AgentPhase;
 import dev.vfiovm.testing.Prerequisites;
@@ -17,7 +19,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The iommufd tier: the real node agent, with QEMU 10 as the VM process, against real iommufd + VFIO cdev,
- * nested: an L1 QEMU (TCG) guest with an emulated VT-d and two e1000e NICs bound to vfio-pci runs the agents;
+ * nested: an L1 QEMU (TCG) guest with an emulated VT-d and three e1000e NICs bound to vfio-pci runs the agents;
  * each agent's QEMU binds, attaches and maps its L2 guest's RAM itself, as the VM's host UID in its own user
  * namespace. One L1 boot runs every scenario of e2e/iommufd/scenarios.sh; each test asserts one scenario from
  * the agents' reports and from the kernel's own view (L1's /proc/PID/status and limits of the VMM, the L2
@@ -33,6 +35,7 @@ class IommufdScenariosIT {
   static final long PIN_EXTRA = 256 * 1024;
   static final String DEV_A = "0000:00:03.0";
   static final String DEV_B = "0000:00:04.0";
+  static final String DEV_C = "0000:00:06.0";
   static final String OTHER_DEVICE = "0000:00:05.0";
   /** Values scenarios.sh uses: the Linux L2, the tiny guests, the compromised VMM. */
   static final long M1 = 128 * MI;
@@ -56,21 +59,24 @@ class IommufdScenariosIT {
     // -Dvfiovm.iommufd.jar=JAR runs the tier against another agent build
     Path jar = Path.of(System.getProperty("vfiovm.iommufd.jar",
         System.getenv().getOrDefault("VFIOVM_JAR", repo + "/operator/target/vfiovm.jar")));
-    // where e2e/scripts/setup.d/30-iommufd-kernel.sh and 35-qemu.sh cache them
+    // where hack/setup.d/30-iommufd-kernel.sh and 35-qemu.sh cache them
     String cache = System.getenv().getOrDefault("VFIOVM_CACHE", System.getProperty("user.home") + "/.cache/vfiovm");
     Path kernel = Path.of(System.getProperty("vfiovm.iommufd.kernel", cache + "/iommufd-kernel/bzImage"));
-    // QEMU 10 unpacked (DIR/usr/bin/qemu-system-x86_64): where e2e/scripts/setup.d/35-qemu.sh puts it
+    // QEMU 10 unpacked (DIR/usr/bin/qemu-system-x86_64): where hack/setup.d/35-qemu.sh puts it
     Path qemu10 = Path.of(System.getProperty("vfiovm.iommufd.qemu",
         Stream.of("/opt/vfiovm/qemu10", cache + "/qemu10")
             .filter(d -> Files.isExecutable(Path.of(d, "usr/bin/qemu-system-x86_64")))
             .findFirst().orElse(cache + "/qemu10")));
     Prerequisites.require(onPath("qemu-system-x86_64"), "qemu-system-x86_64 (apt-get install qemu-system-x86)");
     Prerequisites.require(Files.isExecutable(qemu10.resolve("usr/bin/qemu-system-x86_64")),
-        "QEMU 10 (iommufd backend) at " + qemu10 + " (bash e2e/scripts/setup.d/35-qemu.sh)");
+        "QEMU 10 (iommufd backend) at " + qemu10 + " (bash hack/setup.d/35-qemu.sh)");
     Prerequisites.require(Files.isExecutable(Path.of("/bin/busybox")), "/bin/busybox (apt-get install busybox-static)");
     Prerequisites.require(Files.isRegularFile(kernel), "the iommufd guest kernel at " + kernel
-        + " (bash e2e/scripts/setup.d/30-iommufd-kernel.sh)");
+        + " (bash hack/setup.d/30-iommufd-kernel.sh)");
     Prerequisites.require(Files.isRegularFile(jar), "the agent jar at " + jar + " (mvn package)");
+    Prerequisites.require(Files.isRegularFile(Path.of(cache, "uapi-headers-6.12/linux/iommufd.h")),
+        "the Linux 6.12 uAPI headers at " + cache + "/uapi-headers-6.12 for p6's bench/native/pin.c "
+            + "(bash hack/setup.d/40-uapi-headers.sh)");
     Prerequisites.require(onPath("gcc") && onPath("as") && onPath("ld"),
         "gcc, as, ld (apt-get install gcc libc6-dev binutils) for e2e/iommufd/*.c and tiny-guest.S");
 
@@ -102,6 +108,7 @@ class IommufdScenariosIT {
     assertThat(guest.console)
         .contains("VFIOVM-GUEST rebound " + DEV_A + " driver=vfio-pci cdev=vfio")
         .contains("VFIOVM-GUEST rebound " + DEV_B + " driver=vfio-pci cdev=vfio")
+        .contains("VFIOVM-GUEST rebound " + DEV_C + " driver=vfio-pci cdev=vfio")
         .contains("VFIOVM-GUEST iommufd /dev/iommu present");
   }
 
@@ -122,6 +129,74 @@ class IommufdScenariosIT {
     assertThat(vm.runningReport("lease").getPhase()).as(vm.describe()).isEqualTo(AgentPhase.Running);
     assertThat(vm.uids("lease")).as(vm.describe()).containsOnly(70001L).hasSize(4);
     assertThat(vm.statusBytes("VmPin", "lease")).as(vm.describe()).hasValue(need(M1));
+  }
+
+  /**
+   * Hot-plug (issue 14): attach-device hands DEV_B's cdev to the running s1's agent over its control socket; the
+   * agent raises only s1's RLIMIT_MEMLOCK by one guest RAM (the operator's plan for a vIOMMU VM) before
+   * device_add; inside L2 the new NIC is bound to e1000e and gets a lease; the bystander VM's limit and pins do
+   * not move; SIGTERM to attach-device unplugs it (device_del, DEVICE_DELETED), s1's limit goes back, and a
+   * third VM then boots with the device.
+   */
+  @Test
+  void aDeviceHotPluggedIntoARunningVmRaisesOnlyItsLimitWorksInTheGuestAndIsFreeAfterUnplug() {
+    GuestVm s1 = guest.vm("s1-linux");
+    GuestVm attach = guest.vm("hp-attach");
+    GuestVm bystander = guest.vm("s8-bystander");
+    long raised = need(M1) + M1;
+    // the attachment's side: plug replied Attached, SIGTERM sent the unplug, which replied ok; exit 0
+    assertThat(attach.output()).as(attach.describe())
+        .contains("\"op\":\"plug\",\"pciAddress\":\"" + DEV_B + "\",\"memlockLimitBytes\":" + raised)
+        .contains("<- {\"ok\":true,\"state\":\"Attached\",\"previousMemlockLimitBytes\":" + need(M1) + "}")
+        .contains("\"op\":\"unplug\",\"pciAddress\":\"" + DEV_B + "\",\"memlockLimitBytes\":" + need(M1))
+        .contains("<- {\"ok\":true,\"state\":\"Unplugged\"}");
+    assertThat(attach.exitCode()).as(attach.describe()).hasValue(0);
+    // before: s1 at exactly its need, one device
+    assertThat(s1.memlockLimit("before-plug")).as(s1.describe()).containsExactly(need(M1), need(M1));
+    // plugged: the kernel's view of s1's QEMU - its limit rose by exactly one guest RAM; its pins stay one copy of
+    // guest RAM + BIOS (the new device joined the same IOAS, whose pages are pinned once)
+    assertThat(s1.memlockLimit("plugged")).as(s1.describe()).containsExactly(raised, raised);
+    assertThat(s1.statusBytes("VmPin", "plugged")).as(s1.describe()).hasValue(need(M1));
+    assertThat(s1.uids("plugged")).as(s1.describe()).containsOnly(70001L);
+    NodeAgentReport plugged = s1.runningReport("plugged");
+    assertThat(plugged.getMemlockLimitBytes()).as(s1.describe()).isEqualTo(raised);
+    assertThat(plugged.getDevices()).as(s1.describe()).extracting(d -> d.getPciAddress()).containsExactly(DEV_A, DEV_B);
+    assertThat(plugged.getDevices().get(0).isHotplugged()).isFalse();
+    assertThat(plugged.getDevices().get(0).getState()).isEqualTo(dev.vfiovm.api.DeviceState.Attached);
+    assertThat(plugged.getDevices().get(1).isHotplugged()).as(s1.describe()).isTrue();
+    assertThat(plugged.getDevices().get(1).getState()).as(s1.describe()).isEqualTo(dev.vfiovm.api.DeviceState.Attached);
+    assertThat(plugged.getDevices().get(1).isAttached()).isTrue();
+    // L2's own view: a new PCI device behind the hot-plug root port, the e1000e driver bound, and a lease through it
+    assertThat(s1.console()).as(s1.describe())
+        .containsPattern("L2-HOTPLUG 0000:0[2-9]:00\\.0 0x8086:0x10d3 driver=e1000e")
+        .contains("L2-DHCP2-OK");
+    assertThat(s1.console().split("udhcpc: lease of 10.0.2.15 obtained from 10.0.2.2", -1)).as(s1.describe()).hasSize(3);
+    // unplugged: DEVICE_DELETED came, L2 saw it go, the limit back to the need, the pins unchanged
+    assertThat(s1.console()).as(s1.describe()).containsPattern("L2-HOTUNPLUG 0000:0[2-9]:00\\.0");
+    assertThat(s1.memlockLimit("unplugged")).as(s1.describe()).containsExactly(need(M1), need(M1));
+    assertThat(s1.statusBytes("VmPin", "unplugged")).as(s1.describe()).hasValue(need(M1));
+    NodeAgentReport unplugged = s1.runningReport("unplugged");
+    assertThat(unplugged.getDevices()).extracting(d -> d.getPciAddress()).containsExactly(DEV_A);
+    assertThat(unplugged.getMemlockLimitBytes()).isEqualTo(need(M1));
+    // the bystander (its own UID and device) ran throughout with its limit and pins unchanged
+    // (the bystander's snapshots are the tagged ones around the plug)
+    NodeAgentReport byRunning = bystander.runningReport("before-plug");
+    assertThat(byRunning.getPhase()).as(bystander.describe()).isEqualTo(AgentPhase.Running);
+    assertThat(byRunning.getHostUid()).isEqualTo(70008);
+    assertThat(byRunning.getDevices()).extracting(d -> d.getPciAddress()).containsExactly(DEV_C);
+    assertThat(bystander.console()).as(bystander.describe()).contains(TINY_MARKER);
+    for (String tag : List.of("before-plug", "plugged", "unplugged")) {
+      assertThat(bystander.memlockLimit(tag)).as(tag + " " + bystander.describe()).containsExactly(need(MT), need(MT));
+      assertThat(bystander.statusBytes("VmPin", tag)).as(tag + " " + bystander.describe()).hasValue(need(MT));
+      assertThat(bystander.uids(tag)).as(tag + " " + bystander.describe()).containsOnly(70008L).hasSize(4);
+      assertThat(bystander.runningReport(tag).getMemlockLimitBytes()).as(tag).isEqualTo(need(MT));
+    }
+    assertStoppedCleanly(bystander);
+    // the device was free again: a third VM of its own UID bound, mapped and booted with it
+    GuestVm third = guest.vm("s9-third");
+    assertQemuRunning(third, 70009, MT, need(MT), DEV_B);
+    assertThat(third.console()).as(third.describe()).contains(TINY_MARKER);
+    assertStoppedCleanly(third);
   }
 
   /** 2: the seed with real QEMU: one UID, each limit its own need -> the second VMM fails ENOMEM. */
@@ -286,6 +361,35 @@ class IommufdScenariosIT {
     GuestVm vm = guest.vm("s6-noiommu");
     NodeAgentReport report = assertFailed(vm, "NoIommufd");
     assertThat(report.getMessage()).as(vm.describe()).contains("/dev/iommu");
+  }
+
+  /**
+   * p6's guest step (e2e/iommufd/p6-pin.sh, docs/performance.md): the figure was produced, of real pins - every
+   * round of both sides (the Java facade's memfd + iommufd IOAS_MAP, pin.c's same syscalls) raised its
+   * process's VmPin by exactly the mapped size and gave it all back; and pins happen at attach, not at a map
+   * into an IOAS no device is attached to. Asserts no ratio and no time.
+   */
+  @Test
+  void p6PinFigureIsProducedFromRoundsWhosePinsTheKernelSaw() throws Exception {
+    Path json = guest.out.resolve("p6/p6-pin.json");
+    assertThat(json).as("p6 figure; console:\n%s", guest.tail()).exists();
+    JsonNode p6 = new ObjectMapper().readTree(json.toFile());
+    long bytes = p6.get("bytes").asLong();
+    assertThat(bytes).isPositive();
+    assertThat(p6.get("pins_seen").asBoolean()).as(p6.toString()).isTrue();
+    assertThat(p6.get("ratio").asDouble()).as(p6.toString()).isPositive();
+    for (String side : List.of("java_rounds", "c_rounds")) {
+      assertThat(p6.get(side)).as(side).hasSize(p6.get("rounds").asInt());
+      p6.get(side).forEach(r -> {
+        assertThat(r.get("vmPinMapped").asLong() - r.get("vmPinBefore").asLong()).as(side + " " + r).isEqualTo(bytes);
+        assertThat(r.get("vmPinAfter").asLong()).as(side + " " + r).isEqualTo(r.get("vmPinBefore").asLong());
+      });
+    }
+    // what the docs say of iommufd: a map into an IOAS with no device attached pins nothing, the attach pins it
+    JsonNode lazy = p6.get("map_before_attach");
+    assertThat(lazy.get("vmPinAfterMap").asLong()).as(lazy.toString()).isZero();
+    assertThat(lazy.get("vmPinAfterAttach").asLong()).as(lazy.toString()).isEqualTo(lazy.get("bytes").asLong());
+    assertThat(Files.readString(guest.out.resolve("p6/exit")).trim()).as("p6-pin.sh's exit").isEqualTo("0");
   }
 
   /**

@@ -191,6 +191,178 @@ public final class Kernel {
     return fds;
   }
 
+  // --- unix sockets (the agent's control socket)
+
+  private static Uapi.SockaddrUn unixAddress(String path) {
+    byte[] p = path.getBytes(StandardCharsets.UTF_8);
+    Uapi.SockaddrUn a = new Uapi.SockaddrUn();
+    if (p.length >= a.sun_path.length) {
+      throw new IllegalArgumentException("unix socket path longer than " + (a.sun_path.length - 1) + " bytes: " + path);
+    }
+    a.sun_family = (short) Uapi.AF_UNIX;
+    System.arraycopy(p, 0, a.sun_path, 0, p.length);
+    a.write();
+    return a;
+  }
+
+  /** socket + bind + listen: a listening AF_UNIX stream socket at path (which must not exist), close-on-exec. */
+  public static int unixListen(String path, int backlog) {
+    Uapi.SockaddrUn addr = unixAddress(path);
+    int fd = unixStreamSocket();
+    try {
+      libc().bind(fd, addr, addr.size());
+    } catch (LastErrorException e) {
+      closeQuietly(fd);
+      throw new KernelException("bind(" + path + ")", e.getErrorCode());
+    }
+    try {
+      libc().listen(fd, backlog);
+    } catch (LastErrorException e) {
+      closeQuietly(fd);
+      throw fail("listen", e);
+    }
+    return fd;
+  }
+
+  private static int unixStreamSocket() {
+    try {
+      return libc().socket(Uapi.AF_UNIX, Uapi.SOCK_STREAM | Uapi.SOCK_CLOEXEC, 0);
+    } catch (LastErrorException e) {
+      throw fail("socket(AF_UNIX)", e);
+    }
+  }
+
+  /** accept4(SOCK_CLOEXEC): the next connection on a listening socket. */
+  public static int accept(int listenFd) {
+    try {
+      return libc().accept4(listenFd, null, null, Uapi.SOCK_CLOEXEC);
+    } catch (LastErrorException e) {
+      throw fail("accept4", e);
+    }
+  }
+
+  /** socket + connect to an AF_UNIX stream socket at path, close-on-exec. */
+  public static int unixConnect(String path) {
+    Uapi.SockaddrUn addr = unixAddress(path);
+    int fd = unixStreamSocket();
+    try {
+      libc().connect(fd, addr, addr.size());
+    } catch (LastErrorException e) {
+      closeQuietly(fd);
+      throw new KernelException("connect(" + path + ")", e.getErrorCode());
+    }
+    return fd;
+  }
+
+  /** Who is at the other end of a connected unix socket (SO_PEERCRED: the peer at connect time). */
+  public record PeerCred(int pid, int uid, int gid) {}
+
+  public static PeerCred peerCred(int fd) {
+    Uapi.Ucred c = new Uapi.Ucred();
+    IntByReference len = new IntByReference(c.size());
+    try {
+      libc().getsockopt(fd, Uapi.SOL_SOCKET, Uapi.SO_PEERCRED, c, len);
+    } catch (LastErrorException e) {
+      throw fail("getsockopt(SO_PEERCRED)", e);
+    }
+    c.read();
+    return new PeerCred(c.pid, c.uid, c.gid);
+  }
+
+  /**
+   * sendmsg of data with one fd as SCM_RIGHTS (passFd &lt; 0: none) attached to its first byte; the rest of a
+   * short send goes by plain writes. MSG_NOSIGNAL: a closed peer is EPIPE, not SIGPIPE.
+   */
+  public static void sendWithFd(int fd, byte[] data, int passFd) {
+    Memory buf = new Memory(Math.max(1, data.length));
+    buf.write(0, data, 0, data.length);
+    Uapi.Iovec iov = new Uapi.Iovec();
+    iov.iov_base = buf;
+    iov.iov_len = data.length;
+    iov.write();
+    Uapi.Msghdr msg = new Uapi.Msghdr();
+    msg.msg_iov = iov.getPointer();
+    msg.msg_iovlen = 1;
+    Memory control = null;
+    if (passFd >= 0) {
+      control = new Memory(Uapi.CMSG_SPACE_ONE_FD);
+      control.clear();
+      control.setLong(0, Uapi.CMSG_LEN_ONE_FD);
+      control.setInt(8, Uapi.SOL_SOCKET);
+      control.setInt(12, Uapi.SCM_RIGHTS);
+      control.setInt(16, passFd);
+      msg.msg_control = control;
+      msg.msg_controllen = Uapi.CMSG_SPACE_ONE_FD;
+    }
+    long n;
+    try {
+      n = libc().sendmsg(fd, msg, Uapi.MSG_NOSIGNAL);
+    } catch (LastErrorException e) {
+      throw fail("sendmsg", e);
+    }
+    if (n < data.length) {
+      byte[] rest = new byte[data.length - (int) n];
+      System.arraycopy(data, (int) n, rest, 0, rest.length);
+      writeFully(fd, new String(rest, StandardCharsets.UTF_8));
+    }
+  }
+
+  /** What one recvmsg got: the bytes (empty at end of stream) and the fds passed with them (close-on-exec). */
+  public record Received(byte[] data, List<Integer> fds) {}
+
+  /**
+   * recvmsg of up to max bytes with room for up to maxFds SCM_RIGHTS fds (MSG_CMSG_CLOEXEC). Control data the
+   * kernel had to cut (more fds than room) is an error, and the fds that did arrive are closed.
+   */
+  public static Received recvWithFds(int fd, int max, int maxFds) {
+    Memory buf = new Memory(max);
+    Uapi.Iovec iov = new Uapi.Iovec();
+    iov.iov_base = buf;
+    iov.iov_len = max;
+    iov.write();
+    int space = Uapi.CMSG_SPACE_ONE_FD + Math.max(0, maxFds - 1) * 8 + 8;
+    Memory control = new Memory(space);
+    control.clear();
+    Uapi.Msghdr msg = new Uapi.Msghdr();
+    msg.msg_iov = iov.getPointer();
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = space;
+    long n;
+    try {
+      n = libc().recvmsg(fd, msg, Uapi.MSG_CMSG_CLOEXEC);
+    } catch (LastErrorException e) {
+      throw fail("recvmsg", e);
+    }
+    msg.read();
+    List<Integer> fds = new java.util.ArrayList<>();
+    long off = 0;
+    while (off + 16 <= msg.msg_controllen) {
+      long len = control.getLong(off);
+      int level = control.getInt(off + 8);
+      int type = control.getInt(off + 12);
+      if (len < 16) {
+        break;
+      }
+      if (level == Uapi.SOL_SOCKET && type == Uapi.SCM_RIGHTS) {
+        for (long p = off + 16; p + 4 <= off + len; p += 4) {
+          fds.add(control.getInt(p));
+        }
+      }
+      off += (len + 7) & ~7L;
+    }
+    if ((msg.msg_flags & Uapi.MSG_CTRUNC) != 0) {
+      fds.forEach(Kernel::closeQuietly);
+      throw new KernelException("recvmsg (more fds than " + maxFds + ": control data truncated)", 90 /* EMSGSIZE */);
+    }
+    return new Received(buf.getByteArray(0, (int) n), List.copyOf(fds));
+  }
+
+  /** Waits up to timeoutMillis until fd is readable (or at end of file/hung up); true if it is. */
+  public static boolean awaitReadable(int fd, long timeoutMillis) {
+    return awaitPidfd(fd, timeoutMillis);
+  }
+
   public static boolean isOpen(int fd) {
     try {
       libc().fcntl(fd, Uapi.F_GETFD, 0);

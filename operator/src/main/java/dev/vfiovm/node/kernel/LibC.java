@@ -43,6 +43,22 @@ interface LibC extends Library {
 
   int socketpair(int domain, int type, int protocol, int[] fds) throws LastErrorException;
 
+  int socket(int domain, int type, int protocol) throws LastErrorException;
+
+  int bind(int fd, Uapi.SockaddrUn addr, int len) throws LastErrorException;
+
+  int listen(int fd, int backlog) throws LastErrorException;
+
+  int accept4(int fd, Pointer addr, Pointer len, int flags) throws LastErrorException;
+
+  int connect(int fd, Uapi.SockaddrUn addr, int len) throws LastErrorException;
+
+  long sendmsg(int fd, Uapi.Msghdr msg, int flags) throws LastErrorException;
+
+  long recvmsg(int fd, Uapi.Msghdr msg, int flags) throws LastErrorException;
+
+  int getsockopt(int fd, int level, int name, Uapi.Ucred value, IntByReference len) throws LastErrorException;
+
   int kill(int pid, int sig) throws LastErrorException;
 
   int waitpid(int pid, IntByReference status, int options) throws LastErrorException;

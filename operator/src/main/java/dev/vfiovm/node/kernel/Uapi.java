@@ -76,6 +76,15 @@ public final class Uapi {
   public static final int F_SETFD = 2;
   public static final int FD_CLOEXEC = 1;
   public static final int AF_UNIX = 1;
+  public static final int SOL_SOCKET = 1;
+  public static final int SCM_RIGHTS = 1;
+  public static final int SO_PEERCRED = 17;
+  public static final int MSG_NOSIGNAL = 0x4000;
+  public static final int MSG_CTRUNC = 0x8;
+  public static final int MSG_CMSG_CLOEXEC = 0x40000000;
+  /** CMSG_LEN(sizeof(int)) and CMSG_SPACE(sizeof(int)) on x86_64: a cmsghdr (16) + one fd, padded to 8. */
+  public static final int CMSG_LEN_ONE_FD = 20;
+  public static final int CMSG_SPACE_ONE_FD = 24;
   public static final int SOCK_STREAM = 1;
   public static final int SOCK_CLOEXEC = O_CLOEXEC;
   public static final int SIGKILL = 9;
@@ -272,5 +281,40 @@ public final class Uapi {
   public static class Iovec extends Structure {
     public Pointer iov_base;
     public long iov_len;
+  }
+
+  /** struct msghdr (sendmsg/recvmsg). */
+  @FieldOrder({"msg_name", "msg_namelen", "msg_iov", "msg_iovlen", "msg_control", "msg_controllen", "msg_flags"})
+  public static class Msghdr extends Structure {
+    public Pointer msg_name;
+    public int msg_namelen;
+    public Pointer msg_iov;
+    public long msg_iovlen;
+    public Pointer msg_control;
+    public long msg_controllen;
+    public int msg_flags;
+  }
+
+  /** struct cmsghdr (the header of one control message; its data follows at sizeof). */
+  @FieldOrder({"cmsg_len", "cmsg_level", "cmsg_type"})
+  public static class Cmsghdr extends Structure {
+    public long cmsg_len;
+    public int cmsg_level;
+    public int cmsg_type;
+  }
+
+  /** struct ucred (SO_PEERCRED). */
+  @FieldOrder({"pid", "uid", "gid"})
+  public static class Ucred extends Structure {
+    public int pid;
+    public int uid;
+    public int gid;
+  }
+
+  /** struct sockaddr_un. */
+  @FieldOrder({"sun_family", "sun_path"})
+  public static class SockaddrUn extends Structure {
+    public short sun_family;
+    public byte[] sun_path = new byte[108];
   }
 }

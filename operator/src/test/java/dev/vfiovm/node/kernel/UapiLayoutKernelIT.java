@@ -21,7 +21,7 @@ import org.junit.jupiter.api.io.TempDir;
 /**
  * The JNA facade's view of the kernel uAPI (struct sizes, field offsets, ioctl and syscall numbers, flags)
  * against the kernel's own headers: a C program compiled against linux-source-6.12's iommufd.h, vfio.h and
- * io_uring.h (extracted by e2e/scripts/setup.d/40-uapi-headers.sh) and glibc prints what the compiler
+ * io_uring.h (extracted by hack/setup.d/40-uapi-headers.sh) and glibc prints what the compiler
  * knows; every value must equal the facade's.
  */
 class UapiLayoutKernelIT {
@@ -49,6 +49,10 @@ class UapiLayoutKernelIT {
     STRUCTS.put("io_cqring_offsets", Uapi.IoRingOffsets.class);
     STRUCTS.put("iovec", Uapi.Iovec.class);
     STRUCTS.put("rlimit", Uapi.Rlimit.class);
+    STRUCTS.put("msghdr", Uapi.Msghdr.class);
+    STRUCTS.put("cmsghdr", Uapi.Cmsghdr.class);
+    STRUCTS.put("ucred", Uapi.Ucred.class);
+    STRUCTS.put("sockaddr_un", Uapi.SockaddrUn.class);
   }
 
   /** C macro -> the facade's constant of the same meaning. */
@@ -89,6 +93,14 @@ class UapiLayoutKernelIT {
     CONSTANTS.put("F_SETFD", (long) Uapi.F_SETFD);
     CONSTANTS.put("FD_CLOEXEC", (long) Uapi.FD_CLOEXEC);
     CONSTANTS.put("AF_UNIX", (long) Uapi.AF_UNIX);
+    CONSTANTS.put("SOL_SOCKET", (long) Uapi.SOL_SOCKET);
+    CONSTANTS.put("SCM_RIGHTS", (long) Uapi.SCM_RIGHTS);
+    CONSTANTS.put("SO_PEERCRED", (long) Uapi.SO_PEERCRED);
+    CONSTANTS.put("MSG_NOSIGNAL", (long) Uapi.MSG_NOSIGNAL);
+    CONSTANTS.put("MSG_CTRUNC", (long) Uapi.MSG_CTRUNC);
+    CONSTANTS.put("MSG_CMSG_CLOEXEC", (long) Uapi.MSG_CMSG_CLOEXEC);
+    CONSTANTS.put("CMSG_LEN(sizeof(int))", (long) Uapi.CMSG_LEN_ONE_FD);
+    CONSTANTS.put("CMSG_SPACE(sizeof(int))", (long) Uapi.CMSG_SPACE_ONE_FD);
     CONSTANTS.put("SOCK_STREAM", (long) Uapi.SOCK_STREAM);
     CONSTANTS.put("SOCK_CLOEXEC", (long) Uapi.SOCK_CLOEXEC);
     CONSTANTS.put("SIGKILL", (long) Uapi.SIGKILL);
@@ -127,7 +139,7 @@ class UapiLayoutKernelIT {
     StringBuilder c = new StringBuilder();
     c.append("#define _GNU_SOURCE\n#include <stdio.h>\n#include <stddef.h>\n#include <fcntl.h>\n#include <signal.h>\n")
         .append("#include <spawn.h>\n#include <unistd.h>\n#include <sys/mman.h>\n#include <sys/prctl.h>\n")
-        .append("#include <sys/resource.h>\n#include <sys/socket.h>\n#include <sys/syscall.h>\n#include <sys/uio.h>\n")
+        .append("#include <sys/resource.h>\n#include <sys/socket.h>\n#include <sys/syscall.h>\n#include <sys/uio.h>\n#include <sys/un.h>\n")
         .append("#include <sys/wait.h>\n#include <linux/close_range.h>\n")
         .append("#include <linux/iommufd.h>\n#include <linux/vfio.h>\n#include <linux/io_uring.h>\n")
         .append("int main(void) {\n");
@@ -152,7 +164,7 @@ class UapiLayoutKernelIT {
   @Test
   void facadeMatchesTheKernelHeaders(@TempDir Path dir) throws Exception {
     boolean headers = Files.isRegularFile(HEADERS.resolve("linux/iommufd.h"));
-    Prerequisites.require(headers, "Linux 6.12 uAPI headers at " + HEADERS + ": run e2e/scripts/setup.d/40-uapi-headers.sh");
+    Prerequisites.require(headers, "Linux 6.12 uAPI headers at " + HEADERS + ": run hack/setup.d/40-uapi-headers.sh");
     boolean gcc = new ProcessBuilder("gcc", "--version").start().waitFor() == 0;
     Prerequisites.require(gcc, "gcc (apt-get install gcc libc6-dev)");
 

@@ -85,6 +85,14 @@ public final class Placement {
     }
   }
 
+  /**
+   * Why a Ready node with a NoExecute readiness taint is no candidate yet: the node controller lifts the taint a
+   * few seconds after the condition turns True, and until then the VM's pod would be evicted
+   * ({@link NodeBudget#unusableForPlaced}), so the VM would only end Failed.
+   */
+  private static final String LAGGING_TAINT_WAIT = " (the node is Ready again: the node controller removes the taint"
+      + " shortly); the VM waits for it";
+
   public static Decision place(Request request, List<NodeBudget> nodes, Map<String, Load> loads) {
     List<NodeBudget> candidates;
     boolean pinned = request.nodeName() != null && !request.nodeName().isEmpty();
@@ -104,6 +112,11 @@ public final class Placement {
             + node.notReady() + "; the VM waits for it: fix the node (its kubelet, runtime, network), or choose"
             + " another node in spec.nodeName");
       }
+      var lagging = node.readinessEviction(request.tolerations());
+      if (lagging.isPresent()) {
+        return new Decision(null, Reason.NodeNotReady, "spec.nodeName " + node.name() + " has taint "
+            + NodeBudget.describe(lagging.get()) + ", which evicts a node pod made now" + LAGGING_TAINT_WAIT);
+      }
       // a cordon's own taint: a cordoned node still takes VMs pinned to it (NodeBudget.schedulable), as the
       // kubelet does for pods bound by spec.nodeName
       var taint = node.untoleratedTaint(withCordon(request.tolerations()));
@@ -121,7 +134,15 @@ public final class Placement {
             ? "no schedulable node in the cluster (yet)"
             : "no schedulable node carries the labels of spec.nodeSelector " + request.nodeSelector());
       }
-      List<NodeBudget> ready = candidates.stream().filter(NodeBudget::ready).toList();
+      List<NodeBudget> readyOrLagging = candidates.stream().filter(NodeBudget::ready).toList();
+      List<NodeBudget> ready = readyOrLagging.stream()
+          .filter(n -> n.readinessEviction(request.tolerations()).isEmpty()).toList();
+      if (ready.isEmpty() && !readyOrLagging.isEmpty()) {
+        return new Decision(null, Reason.NodeNotReady, readyOrLagging.stream()
+            .map(n -> "node " + n.name() + " has taint "
+                + NodeBudget.describe(n.readinessEviction(request.tolerations()).orElseThrow()))
+            .collect(Collectors.joining("; ")) + ", which evicts a node pod made now" + LAGGING_TAINT_WAIT);
+      }
       if (ready.isEmpty()) {
         return new Decision(null, Reason.NodeNotReady, candidates.stream()
             .map(n -> "node " + n.name() + " is not Ready: " + n.notReady()).collect(Collectors.joining("; "))

@@ -1068,9 +1068,11 @@ public class VfioVmReconciler implements Reconciler<VfioVm>, Cleaner<VfioVm> {
    */
   private Set<ResourceID> toWakeOnNodeChange(Node node) {
     Set<ResourceID> wake = new HashSet<>(toWake());
-    // and the VMs placed there that ended Failed for want of it (gone, NotReady, tainted): it may run them again
+    // and every VM placed there, whatever its cached phase: one that ended Failed for want of the node (gone,
+    // NotReady, tainted) may run again, and one whose reconcile is in flight, deciding on the node as it was,
+    // may be about to end so (its status write not in the cache yet): JOSDK reconciles it again afterwards
     String name = node.getMetadata().getName();
-    vms.list().filter(v -> v.getStatus() != null && v.getStatus().getPhase() == Phase.Failed)
+    vms.list()
         .filter(v -> {
           Ledger.Entry e = ledger.get(NodePodShape.vmKey(v));
           return e != null && name.equals(e.node());

@@ -126,13 +126,26 @@ class NodeReadinessTaintMemoryPlacementTest {
   }
 
   @Test
-  void theReadinessTaintsOfAReadyNodeAreTheReadyConditionsBusinessNotAnExclusion() {
+  void aReadyNodesNoScheduleReadinessTaintIsTheConditionsBusinessALingeringNoExecuteOneMakesTheVmWait() {
     // a new Node carries not-ready:NoSchedule (TaintNodesByCondition) until the node controller sees it Ready
     Node fresh = tainted("a", "10Gi", taint("node.kubernetes.io/not-ready", null, "NoSchedule"));
     assertThat(Placement.place(new Placement.Request(GI, List.of(), null, Map.of()), List.of(budget(fresh)), Map.of())
         .node()).isEqualTo("a");
+    // a NoExecute one lingering on a node whose condition is True again would evict the pod: the VM waits for it
     Node lagging = tainted("b", "10Gi", taint("node.kubernetes.io/unreachable", null, "NoExecute"));
-    assertThat(Placement.place(pinned("b"), List.of(budget(lagging)), Map.of()).node()).isEqualTo("b");
+    Placement.Decision pinnedWait = Placement.place(pinned("b"), List.of(budget(lagging)), Map.of());
+    assertThat(pinnedWait.isPlaced()).isFalse();
+    assertThat(pinnedWait.reason()).isEqualTo(Placement.Reason.NodeNotReady);
+    assertThat(pinnedWait.message()).contains("node.kubernetes.io/unreachable:NoExecute", "the VM waits");
+    assertThat(budget(lagging).unusableForPlaced(List.of())).as("the same rule as for a placed pod").isNotNull();
+    Placement.Decision anyWait = Placement.place(new Placement.Request(GI, List.of(), null, Map.of()),
+        List.of(budget(lagging)), Map.of());
+    assertThat(anyWait.reason()).isEqualTo(Placement.Reason.NodeNotReady);
+    assertThat(anyWait.message()).contains("node b has taint node.kubernetes.io/unreachable:NoExecute");
+    assertThat(Placement.place(new Placement.Request(GI, List.of(), null, Map.of()),
+        List.of(budget(lagging), budget(ready("z", "10Gi"))), Map.of()).node()).as("another Ready node").isEqualTo("z");
+    assertThat(Placement.place(pinned("b"), List.of(budget(tainted("b", "10Gi",
+        taint("node.kubernetes.io/not-ready", null, "NoSchedule")))), Map.of()).node()).isEqualTo("b");
     // other condition taints exclude the node
     Node pressure = tainted("c", "10Gi", taint("node.kubernetes.io/memory-pressure", null, "NoSchedule"));
     assertThat(Placement.place(pinned("c"), List.of(budget(pressure)), Map.of()).reason())

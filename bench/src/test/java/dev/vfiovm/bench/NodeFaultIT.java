@@ -177,8 +177,17 @@ class NodeFaultIT {
         .as("no new node pod on the NotReady node").isEmpty();
     String pendingReason = condition(pending, VfioVmStatus.PLACED).getReason();
 
-    // Ready again: the kubelet ends the evicted pods, the controller removes its taints
+    // Ready again: the condition first; the node controller lifts its taints a few seconds later, and until then
+    // the NoExecute one would evict a pod made there, so the new VM still waits. Proof the operator has seen the
+    // Ready node: the evicted VMs' status names the lingering taint instead of the condition.
     setReady(node, "True", "KubeletReady", "kubelet is posting ready status");
+    await("the evicted VMs see the node Ready, its NoExecute taint lingering").atMost(BOUND)
+        .pollInterval(Duration.ofMillis(200)).until(() -> onIt.stream().map(NodeFaultIT::get).allMatch(v ->
+            String.valueOf(condition(v, VfioVmStatus.READY).getMessage()).contains("node.kubernetes.io/not-ready:NoExecute")));
+    assertThat(get(waiting).getStatus().getPhase()).as(FaultCluster.describe(get(waiting))
+        + ": not placed while the not-ready:NoExecute taint would evict its pod").isEqualTo(Phase.Pending);
+    assertThat(podsOn(node).stream().filter(p -> p.getMetadata().getDeletionTimestamp() == null))
+        .as("no node pod made beside the lingering NoExecute taint").isEmpty();
     cluster.client.nodes().withName(node).edit(n -> {
       n.getSpec().setTaints(new ArrayList<>());
       return n;

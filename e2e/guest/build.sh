@@ -94,7 +94,7 @@ check_tiny() {
   command -v python3 >/dev/null || { echo "boot check (tiny, memfd RAM): skipped, no python3" >&2; return 0; }
   python3 - "$k" <<'PY' || die "boot check (tiny, memfd RAM) failed"
 import os, subprocess, sys, time
-q = os.environ.get("QEMU") or os.path.expanduser(os.environ.get("VFIOVM_CACHE", "~/.cache/vfiovm")) + "/qemu10/usr/bin/qemu-system-x86_64"
+q = os.environ.get("QEMU") or os.environ.get("VFIOVM_QEMU_DIR", "/opt/vfiovm/qemu10") + "/usr/bin/qemu-system-x86_64"
 qargs = (os.environ.get("QEMU_ARGS") or "-L %s -L /usr/share/seabios" % (os.path.dirname(os.path.dirname(q)) + "/share/qemu")).split()
 fd = os.memfd_create("guest-ram", 0)
 os.ftruncate(fd, 4 << 20)

@@ -81,15 +81,15 @@ public record NodeBudget(
   /**
    * The taints that mirror the Ready condition (the API server's TaintNodesByCondition puts not-ready:NoSchedule on
    * every new Node, the node controller adds and removes both keys as Ready changes). Placement judges readiness
-   * by the condition itself ({@link #notReady}); of the taints, which lag behind it, only a NoExecute one
-   * ({@link #readinessEviction}) still keeps a node pod away, as the taint manager would evict it.
+   * by the condition itself ({@link #notReady}); of the taints, which lag behind it, only a NoExecute one still
+   * keeps a node pod away ({@link #unusableForPlaced}), as the taint manager would evict it.
    */
   public static final List<String> READINESS_TAINTS = List.of("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable");
 
   /**
    * The first NoSchedule/NoExecute taint of the node that none of {@code tolerations} tolerates, or empty.
    * PreferNoSchedule is only a preference and never excludes a node; {@link #READINESS_TAINTS} are the Ready
-   * condition's business ({@link #readinessEviction}).
+   * condition's business ({@link #unusableForPlaced}).
    */
   public Optional<Taint> untoleratedTaint(List<Toleration> tolerations) {
     return taints.stream()
@@ -144,19 +144,6 @@ public record NodeBudget(
             : Placement.Reason.UntoleratedTaint, "node " + name + " has taint " + describe(t)
             + ", which the VM's node pod does not tolerate"))
         .orElse(null);
-  }
-
-  /**
-   * A NoExecute {@link #READINESS_TAINTS readiness taint} none of {@code tolerations} tolerates, or empty: on a
-   * node whose Ready condition is True again it lags behind the condition, yet the taint manager evicts a pod
-   * that does not tolerate it, so a node pod placed there now would not run (the same rule as
-   * {@link #unusableForPlaced}).
-   */
-  public Optional<Taint> readinessEviction(List<Toleration> tolerations) {
-    return taints.stream()
-        .filter(t -> "NoExecute".equals(t.getEffect()) && READINESS_TAINTS.contains(t.getKey()))
-        .filter(t -> tolerations.stream().noneMatch(tol -> tolerates(tol, t)))
-        .findFirst();
   }
 
   /** kubectl's spelling of a taint: key=value:Effect (key:Effect without a value). */

@@ -93,6 +93,15 @@ public final class Placement {
   private static final String LAGGING_TAINT_WAIT = " (the node is Ready again: the node controller removes the taint"
       + " shortly); the VM waits for it";
 
+  /**
+   * A Ready node's lingering NoExecute readiness taint, judged by the rule for a placed pod
+   * ({@link NodeBudget#unusableForPlaced}: on a Ready node its {@code NodeNotReady} is such a taint), or null.
+   */
+  private static NodeBudget.Unusable lingeringReadinessTaint(NodeBudget node, List<Toleration> tolerations) {
+    NodeBudget.Unusable unusable = node.unusableForPlaced(tolerations);
+    return unusable != null && unusable.reason() == Reason.NodeNotReady ? unusable : null;
+  }
+
   public static Decision place(Request request, List<NodeBudget> nodes, Map<String, Load> loads) {
     List<NodeBudget> candidates;
     boolean pinned = request.nodeName() != null && !request.nodeName().isEmpty();
@@ -112,10 +121,10 @@ public final class Placement {
             + node.notReady() + "; the VM waits for it: fix the node (its kubelet, runtime, network), or choose"
             + " another node in spec.nodeName");
       }
-      var lagging = node.readinessEviction(request.tolerations());
-      if (lagging.isPresent()) {
-        return new Decision(null, Reason.NodeNotReady, "spec.nodeName " + node.name() + " has taint "
-            + NodeBudget.describe(lagging.get()) + ", which evicts a node pod made now" + LAGGING_TAINT_WAIT);
+      var lagging = lingeringReadinessTaint(node, request.tolerations());
+      if (lagging != null) {
+        return new Decision(null, Reason.NodeNotReady, "spec.nodeName " + node.name() + ": " + lagging.message()
+            + LAGGING_TAINT_WAIT);
       }
       // a cordon's own taint: a cordoned node still takes VMs pinned to it (NodeBudget.schedulable), as the
       // kubelet does for pods bound by spec.nodeName
@@ -136,12 +145,11 @@ public final class Placement {
       }
       List<NodeBudget> readyOrLagging = candidates.stream().filter(NodeBudget::ready).toList();
       List<NodeBudget> ready = readyOrLagging.stream()
-          .filter(n -> n.readinessEviction(request.tolerations()).isEmpty()).toList();
+          .filter(n -> lingeringReadinessTaint(n, request.tolerations()) == null).toList();
       if (ready.isEmpty() && !readyOrLagging.isEmpty()) {
         return new Decision(null, Reason.NodeNotReady, readyOrLagging.stream()
-            .map(n -> "node " + n.name() + " has taint "
-                + NodeBudget.describe(n.readinessEviction(request.tolerations()).orElseThrow()))
-            .collect(Collectors.joining("; ")) + ", which evicts a node pod made now" + LAGGING_TAINT_WAIT);
+            .map(n -> lingeringReadinessTaint(n, request.tolerations()).message())
+            .collect(Collectors.joining("; ")) + LAGGING_TAINT_WAIT);
       }
       if (ready.isEmpty()) {
         return new Decision(null, Reason.NodeNotReady, candidates.stream()
